@@ -1,0 +1,17 @@
+"""search: the shared index the public reads from."""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from services.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    from search import api, pages
+    from services.web import create_service_app
+
+    app, rest = create_service_app("search", __name__, settings=settings, api_title="Gongkai search 站内搜索")
+    rest.register_blueprint(api.blp)
+    app.register_blueprint(pages.bp)
+    return app

@@ -1,0 +1,256 @@
+"""The ``gongkai`` command.
+
+Every subcommand exits non-zero with one readable line on failure, never a traceback.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from services.settings import ConfigError, Settings, load_settings
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Failure(Exception):
+    """A command failed in a way the user can act on; the message is the one line shown."""
+
+
+def readable_errors(command: F) -> F:
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from services.db import DatabaseUnavailable
+        from services.searchengine.port import SearchEngineError, SearchUnavailable
+
+        try:
+            return command(*args, **kwargs)
+        except ConfigError as error:
+            raise click.ClickException(f"configuration error: {error}") from None
+        except (Failure, DatabaseUnavailable, SearchUnavailable, SearchEngineError) as error:
+            raise click.ClickException(str(error)) from None
+        except Exception as error:
+            from sqlalchemy.exc import SQLAlchemyError
+
+            if os.environ.get("LOG_LEVEL", "").upper() == "DEBUG":
+                raise
+            first_line = (str(getattr(error, "orig", None) or error).strip().splitlines() or [""])[0]
+            if isinstance(error, SQLAlchemyError):
+                raise click.ClickException(f"database error: {first_line}") from None
+            raise click.ClickException(
+                f"unexpected error: {type(error).__name__}: {first_line} (LOG_LEVEL=DEBUG shows the traceback)"
+            ) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _search_engine(settings: Settings) -> Any:
+    from services.searchengine.factory import make_search_engine
+
+    return make_search_engine(settings.search_url, settings.data_dir, settings.search_api_key, settings.search_ca_file)
+
+
+def _settings_checked() -> Settings:
+    from services.db import check_database_url
+
+    settings = load_settings()
+    check_database_url(settings)
+    return settings
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Gongkai (公开): policy interpretation, consultation, search and press office suite."""
+
+
+@main.command()
+@readable_errors
+def migrate() -> None:
+    """Bring every service's database to its newest schema."""
+    from services.migrations import migrate_all
+    settings = _settings_checked()
+    migrated = migrate_all(settings)
+    click.echo(f"migrated: {', '.join(migrated)}")
+    engine = _search_engine(settings)
+    click.echo(f"search index: {settings.search_alias} -> {engine.ensure_alias(settings.search_alias)}")
+
+
+@main.command("seed-demo")
+@readable_errors
+def seed_demo_command() -> None:
+    """Load the demo policies and answers (skips services that already hold data)."""
+    from services.demo.seed import seed_demo
+    from services.migrations import migrate_all
+    from services.suite import create_worker_app
+
+    settings = _settings_checked()
+    migrate_all(settings)
+    report = seed_demo(create_worker_app(settings), progress=sys.stderr.isatty())
+    click.echo(f"seeded: {report.policies} policies, {report.answers} answers")
+    if report.skipped:
+        click.echo(f"already seeded, left as they were: {', '.join(report.skipped)}")
+
+
+def _celery_for_worker(settings: Settings) -> Any:
+    from services.celery_app import make_celery
+    from services.suite import create_worker_app
+
+    return make_celery(settings, create_worker_app(settings))
+
+
+@main.command()
+@click.option("--concurrency", type=int, default=None, help="worker processes (default WORKER_CONCURRENCY)")
+@readable_errors
+def worker(concurrency: int | None) -> None:
+    """Run a Celery worker for every service's tasks."""
+    settings = _settings_checked()
+    celery = _celery_for_worker(settings)
+    celery.worker_main(
+        [
+            "worker",
+            f"--loglevel={settings.log_level}",
+            f"--concurrency={concurrency or settings.worker_concurrency}",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ]
+    )
+
+
+@main.command()
+@readable_errors
+def beat() -> None:
+    """Run Celery beat (the outbox relay and other schedules). Run exactly one."""
+    settings = _settings_checked()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    celery = _celery_for_worker(settings)
+    schedule = settings.data_dir / "celerybeat-schedule"
+    celery.start(["beat", f"--loglevel={settings.log_level}", f"--schedule={schedule}"])
+
+
+def _wait_ready(url: str, timeout: float, children: list[subprocess.Popen[bytes]]) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if any(child.poll() is not None for child in children):
+            return False
+        try:
+            with urllib.request.urlopen(url, timeout=2) as answer:  # noqa: S310 (our own http:// address)
+                if answer.status == 200:
+                    return True
+        except (urllib.error.URLError, OSError):
+            pass
+        time.sleep(0.5)
+    return False
+
+
+def _stop_children(children: list[subprocess.Popen[bytes]], grace: float = 15.0) -> None:
+    for child in children:
+        if child.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(child.pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    for child in children:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            child.wait(timeout=max(0.1, deadline - time.monotonic()))
+    for child in children:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(child.pid, signal.SIGKILL)
+        child.wait()
+
+
+def _fresh_dir(path: Path) -> Path:
+    shutil.rmtree(path, ignore_errors=True)
+    path.mkdir(parents=True)
+    return path
+
+
+@main.command()
+@click.option("--seed/--no-seed", default=True, help="load the demo data on the first run")
+@click.option("--ready-timeout", type=float, default=120.0, help="seconds to wait for /readyz")
+@readable_errors
+def up(seed: bool, ready_timeout: float) -> None:
+    """Run the whole suite on this machine: web, worker and beat, until Ctrl-C."""
+    from services.migrations import migrate_all
+
+    settings = _settings_checked()
+    migrate_all(settings)
+    engine = _search_engine(settings)
+    engine.ensure_alias(settings.search_alias)
+
+    env = dict(os.environ)
+    env["GONGKAI_SERVICE"] = "suite"
+    env["GONGKAI_DATA_DIR"] = str(settings.data_dir)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(_fresh_dir(settings.data_dir / "metrics"))
+    python = sys.executable
+    address = f"{settings.host}:{settings.port}"
+    commands = {
+        "web": [
+            python, "-m", "gunicorn", "services.wsgi:app",
+            "--bind", address,
+            "--workers", str(settings.web_workers),
+            "--worker-class", "gthread", "--threads", "8",
+            "--graceful-timeout", "10",
+        ],
+        "worker": [python, "-m", "services.cli", "worker"],
+        "beat": [python, "-m", "services.cli", "beat"],
+    }
+    children: list[subprocess.Popen[bytes]] = []
+
+    def shutdown(signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, shutdown)
+    signal.signal(signal.SIGINT, shutdown)
+    try:
+        for command in commands.values():
+            children.append(subprocess.Popen(command, env=env, start_new_session=True))
+        if seed:
+            from services.demo.seed import seed_demo
+            from services.suite import create_worker_app
+
+            report = seed_demo(create_worker_app(settings), progress=sys.stderr.isatty())
+            if report.policies or report.answers:
+                click.echo(f"seeded demo data: {report.policies} policies, {report.answers} answers")
+        base = f"http://{address}"
+        if not _wait_ready(f"{base}/readyz", ready_timeout, children):
+            failed = [name for name, child in zip(commands, children, strict=True) if child.poll() is not None]
+            reason = f"{', '.join(failed)} exited" if failed else f"not ready after {ready_timeout:.0f}s"
+            raise Failure(f"the suite did not start: {reason} (see the log above; {base}/readyz tells more)")
+        click.echo(
+            "\nGongkai is running / 公开 已启动:\n"
+            f"  portal 门户        {base}/\n"
+            f"  policies 政策文件  {base}/interpret/policies\n"
+            f"  answers 咨询回复   {base}/consult/answers\n"
+            f"  search 搜索        {base}/search/\n"
+            f"  staff 工作人员     {base}/staff/\n"
+            f"  readiness          {base}/readyz\n"
+            f"  API docs           {base}/api/interpret/docs (and /api/consult, /api/search, ...)\n"
+            "Press Ctrl-C to stop.\n"
+        )
+        while True:
+            for name, child in zip(commands, children, strict=True):
+                if child.poll() is not None:
+                    raise Failure(f"{name} exited with status {child.returncode}; stopping the suite")
+            time.sleep(1)
+    except KeyboardInterrupt:
+        click.echo("stopping ...")
+    finally:
+        _stop_children(children)
+    click.echo("stopped.")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Demo data for the single-machine suite, from public sources (see data/ATTRIBUTION.md)."""

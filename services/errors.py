@@ -1,0 +1,83 @@
+"""One error shape for every API, a readable page for every other path.
+
+API errors (paths under ``/api/``) answer JSON in flask-smorest's shape:
+``{"code": 422, "status": "Unprocessable Entity", "message": "...", "errors": {...}}``.
+No response ever carries a stack trace.
+"""
+
+from __future__ import annotations
+
+import logging
+from http import HTTPStatus
+from typing import Any
+
+from flask import Flask, Response, jsonify, render_template, request
+from flask_babel import gettext as _
+from sqlalchemy.exc import OperationalError
+from werkzeug.exceptions import HTTPException
+
+from services.db import DatabaseUnavailable
+from services.searchengine.port import SearchUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def wants_json() -> bool:
+    return request.path.startswith("/api/") or request.path == "/api"
+
+
+def error_response(code: int, message: str, errors: dict[str, Any] | None = None) -> tuple[Response, int]:
+    try:
+        phrase = HTTPStatus(code).phrase
+    except ValueError:
+        phrase = "Error"
+    body: dict[str, Any] = {"code": code, "status": phrase, "message": message}
+    if errors:
+        body["errors"] = errors
+    return jsonify(body), code
+
+
+def _page(code: int, title: str, message: str) -> tuple[str, int]:
+    return render_template("error.html", code=code, title=title, message=message), code
+
+
+def _handle_http_exception(error: HTTPException) -> Any:
+    code = error.code or 500
+    if wants_json():
+        data = getattr(error, "data", None) or {}
+        messages = data.get("messages") if isinstance(data, dict) else None
+        message = data.get("message") if isinstance(data, dict) else None
+        response, status = error_response(code, message or error.description or error.name, messages)
+        if error.response is not None and code == 405:
+            response.headers["Allow"] = error.response.headers.get("Allow", "")
+        return response, status
+    titles = {404: _("页面不存在"), 403: _("没有权限"), 400: _("请求有误"), 503: _("服务暂时不可用")}
+    return _page(code, titles.get(code, error.name), error.description or "")
+
+
+def _handle_unavailable(what: str, error: Exception) -> Any:
+    log.warning("%s unavailable: %s", what, error)
+    message = _("搜索服务暂时不可用，请稍后再试。") if what == "search" else _("数据库暂时不可用，请稍后再试。")
+    if wants_json():
+        response, code = error_response(503, message)
+        response.headers["Retry-After"] = "10"
+        return response, code
+    return _page(503, _("服务暂时不可用"), message)
+
+
+def _handle_unexpected(error: Exception) -> Any:
+    if isinstance(error, HTTPException):
+        return _handle_http_exception(error)
+    log.exception("unhandled error")
+    if wants_json():
+        return error_response(500, _("服务器内部错误，已记录，请稍后再试。"))
+    return _page(500, _("服务器内部错误"), _("服务器内部错误，已记录，请稍后再试。"))
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Install after flask-smorest's Api so these handlers win for every path."""
+    app.register_error_handler(HTTPException, _handle_http_exception)
+    app.register_error_handler(SearchUnavailable, lambda e: _handle_unavailable("search", e))
+    app.register_error_handler(DatabaseUnavailable, lambda e: _handle_unavailable("database", e))
+    app.register_error_handler(OperationalError, lambda e: _handle_unavailable("database", e))
+    app.register_error_handler(Exception, _handle_unexpected)

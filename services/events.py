@@ -1,0 +1,18 @@
+"""Which Celery tasks consume which domain events: the one table of subscriptions.
+
+A service emits an event into its own outbox; the relay sends one task per
+subscriber listed here. Consumers are idempotent (see ``services.outbox``).
+"""
+
+from __future__ import annotations
+
+SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
+    "interpret.policy.published": ("search.index_document",),
+    "interpret.policy.withdrawn": ("search.remove_document",),
+    "consult.answer.published": ("search.index_document",),
+    "consult.answer.unpublished": ("search.remove_document",),
+}
+
+
+def subscribers(topic: str) -> tuple[str, ...]:
+    return SUBSCRIPTIONS.get(topic, ())

@@ -1,0 +1,78 @@
+"""Home page, static assets, language switch and the suite's readiness."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request, send_from_directory
+from werkzeug.wrappers import Response
+
+from services.portal import STATIC_DIR
+from services.public_read import latest_documents
+from services.searchengine.port import SearchUnavailable
+from services.settings import SERVICES
+from services.web import get_settings, readiness_report
+
+bp = Blueprint("portal_pages", __name__)
+
+STATIC_MAX_AGE = 7 * 24 * 3600
+
+
+@bp.get("/")
+def home() -> str:
+    latest: dict[str, Any] = {}
+    search_down = False
+    for doc_type in ("policy", "interpretation", "answer"):
+        try:
+            latest[doc_type] = latest_documents(current_app, doc_type, 1, 6).items
+        except SearchUnavailable:
+            latest[doc_type], search_down = [], True
+    return render_template("home.html", latest=latest, search_down=search_down)
+
+
+@bp.get("/static/<path:filename>")
+def static(filename: str) -> Response:
+    return send_from_directory(STATIC_DIR, filename, max_age=STATIC_MAX_AGE)
+
+
+@bp.get("/lang/<code>")
+def switch_language(code: str) -> Response:
+    target = request.args.get("next", "/")
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
+        target = "/"
+    response = redirect(target)
+    if code in ("zh_CN", "en"):
+        response.set_cookie("lang", code, max_age=365 * 24 * 3600, samesite="Lax", httponly=True)
+    return response
+
+
+def _probe_over_http(base_url: str) -> tuple[bool, dict[str, Any]]:
+    try:
+        answer = requests.get(f"{base_url}/readyz", timeout=2)
+        body = answer.json()
+    except (requests.RequestException, ValueError) as error:
+        return False, {"reachable": {"ok": False, "detail": str(error)}}
+    return answer.status_code == 200, body.get("checks", {})
+
+
+@bp.get("/readyz")
+def suite_readyz() -> Any:
+    """200 only when every service is ready; names each service and its checks."""
+    probes = current_app.extensions["gongkai.service_probes"]
+    service_urls = get_settings(current_app).service_urls
+    services: dict[str, Any] = {}
+    for service in SERVICES:
+        if service in probes:
+            ok, checks = probes[service]()
+        elif service in service_urls:
+            ok, checks = _probe_over_http(service_urls[service])
+        else:
+            ok, checks = False, {"configured": {"ok": False, "detail": f"SERVICE_URL_{service.upper()} is not set"}}
+        services[service] = {"ready": ok, "checks": checks}
+    portal_ok, portal_checks = readiness_report(current_app)
+    ready = portal_ok and all(item["ready"] for item in services.values())
+    body = {"status": "ready" if ready else "not ready", "services": services, "portal": portal_checks}
+    return jsonify(body), 200 if ready else 503

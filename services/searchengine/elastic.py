@@ -1,0 +1,527 @@
+"""The production search engine: Elasticsearch 8 through elasticsearch-py 8.
+
+Also talks to OpenSearch-family servers (osmem-server in the tests): see
+``PlainJsonHttpNode`` for the two protocol details that needs.
+
+Deletes are tombstones: a deleted document is replaced by ``{"tombstone": true}`` written
+with the delete's version (``version_type=external_gte``), because Elasticsearch forgets
+the version of a real delete after ``index.gc_deletes`` (60 s) and a late, older write
+would then bring the document back. Search, count and get filter tombstones out.
+
+Run ``python -m services.searchengine.elastic`` to print the index settings
+(``deploy/elasticsearch/index-settings.json`` is that output; a test compares them).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+
+from elastic_transport import ApiResponseMeta, HttpHeaders, TransportError, Urllib3HttpNode
+from elastic_transport._node import NodeApiResponse
+from elastic_transport.client_utils import DEFAULT, DefaultType
+from elasticsearch import ApiError, ConflictError, Elasticsearch, NotFoundError
+
+from services.searchengine.port import (
+    DOC_TYPES,
+    KEYWORD_FIELDS,
+    TITLE_WEIGHT,
+    EngineHealth,
+    SearchEngineError,
+    SearchQuery,
+    SearchResult,
+    SearchUnavailable,
+    hit_from_document,
+    index_number,
+    indices_to_prune,
+    sort_by_number,
+    validate_alias,
+    validate_document,
+    validate_version,
+    versioned_index_name,
+)
+from services.text.segment import segment_for_index, segment_query, split_phrases
+
+#: Fields the adapter computes; kept out of what get/search return.
+COMPUTED_FIELDS: tuple[str, ...] = ("title_seg", "body_seg", "suggest")
+
+_COMPAT_MEDIA_TYPE = re.compile(r"application/vnd\.elasticsearch\+([\w-]+)(\s*;\s*compatible-with=\d+)?")
+_PRODUCT_HEADER = "X-Elastic-Product"
+_UNAVAILABLE_STATUSES = frozenset({401, 403, 429, 502, 503, 504})
+_HEALTH_TIMEOUT = 3.0
+_MAX_CAUSE_LENGTH = 300
+_VERSIONED_INDEX = re.compile(r"[a-z0-9_]+-v\d+-\d{14}")
+_CREATE_ATTEMPTS = 5
+#: Characters a completion input may not contain (Elasticsearch reserves them).
+_COMPLETION_RESERVED = re.compile("[\x00\x1e\x1f]")
+
+
+def index_settings() -> dict[str, Any]:
+    """Settings and mappings of every versioned index (production is Elasticsearch 8;
+    osmem-server accepts the same body, see the tests)."""
+
+    def text_cjk() -> dict[str, Any]:
+        return {"type": "text", "analyzer": "cjk"}
+
+    def text_segmented() -> dict[str, Any]:
+        return {"type": "text", "analyzer": "gongkai_whitespace"}
+
+    def keyword() -> dict[str, Any]:
+        return {"type": "keyword"}
+
+    return {
+        "settings": {
+            "number_of_shards": 1,
+            "analysis": {
+                "analyzer": {
+                    # Recall: overlapping CJK bigrams match any 2+ character substring.
+                    "cjk": {
+                        "type": "custom",
+                        "tokenizer": "standard",
+                        "filter": ["cjk_width", "lowercase", "cjk_bigram"],
+                    },
+                    # Precision: text the application segmented with jieba.
+                    "gongkai_whitespace": {
+                        "type": "custom",
+                        "tokenizer": "whitespace",
+                        "filter": ["lowercase"],
+                    },
+                    "gongkai_suggest": {
+                        "type": "custom",
+                        "tokenizer": "keyword",
+                        "filter": ["cjk_width", "lowercase"],
+                    },
+                },
+            },
+        },
+        "mappings": {
+            # Unknown document keys are kept in _source but not indexed.
+            "dynamic": False,
+            "properties": {
+                "id": keyword(),
+                "doc_type": keyword(),
+                "title": text_cjk(),
+                "title_seg": text_segmented(),
+                "summary": text_cjk(),
+                "body": text_cjk(),
+                "body_seg": text_segmented(),
+                "url": {"type": "keyword", "index": False},
+                "published_at": {"type": "date"},
+                **{name: keyword() for name in KEYWORD_FIELDS},
+                "suggest": {"type": "completion", "analyzer": "gongkai_suggest"},
+                "tombstone": {"type": "boolean"},
+                "deleted_at": {"type": "date"},
+            },
+        },
+    }
+
+
+class PlainJsonHttpNode(Urllib3HttpNode):
+    """An ``elastic_transport`` node that speaks plain ``application/json``.
+
+    elasticsearch-py 8 sends ``application/vnd.elasticsearch+json; compatible-with=8``,
+    which OpenSearch-family servers reject; Elasticsearch 8 accepts plain JSON too.
+
+    elasticsearch-py 8 also refuses every response without ``X-Elastic-Product:
+    Elasticsearch`` (its "product check"), which OpenSearch does not send. This node adds
+    the header when it is missing; ``ElasticsearchEngine`` checks what the server really
+    is (Elasticsearch 8 or OpenSearch) on first contact instead.
+    """
+
+    def perform_request(
+        self,
+        method: str,
+        target: str,
+        body: bytes | None = None,
+        headers: HttpHeaders | None = None,
+        request_timeout: DefaultType | float | None = DEFAULT,
+    ) -> NodeApiResponse:
+        response = super().perform_request(
+            method, target, body=body, headers=_plain_json(headers), request_timeout=request_timeout
+        )
+        _mark_product(response.meta)
+        return response
+
+
+def _plain_json(headers: HttpHeaders | None) -> HttpHeaders | None:
+    if headers is None:
+        return None
+    plain = headers.copy()
+    for name in ("accept", "content-type"):
+        value = plain.get(name)
+        if value:
+            plain[name] = _COMPAT_MEDIA_TYPE.sub(r"application/\1", value)
+    return plain
+
+
+def _mark_product(meta: ApiResponseMeta) -> None:
+    if _PRODUCT_HEADER not in meta.headers:
+        meta.headers[_PRODUCT_HEADER] = "Elasticsearch"
+
+
+def _error_reason(error: ApiError) -> str:
+    body = error.body
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        details = body["error"]
+        return f"{details.get('type')}: {details.get('reason')}"
+    return str(error.message)
+
+
+def _completion_input(title: str) -> list[str]:
+    cleaned = _COMPLETION_RESERVED.sub("", title).strip()
+    return [cleaned] if cleaned else []
+
+
+def _text_clause(text: str) -> dict[str, Any] | None:
+    """The query for ``text`` (see the matching rules in ``port``)."""
+    alternatives: list[dict[str, Any]] = []
+    phrases = split_phrases(text)
+    if phrases:
+        alternatives.append({"bool": {"must": [_phrase_in_title_or_body(phrase) for phrase in phrases]}})
+    words = segment_query(text)
+    if words:
+        alternatives.append(
+            {
+                "multi_match": {
+                    "query": " ".join(words),
+                    "type": "cross_fields",
+                    "operator": "and",
+                    "fields": [f"title_seg^{TITLE_WEIGHT}", "body_seg"],
+                }
+            }
+        )
+    if not alternatives:
+        return None
+    return {"bool": {"should": alternatives, "minimum_should_match": 1}}
+
+
+def _phrase_in_title_or_body(phrase: str) -> dict[str, Any]:
+    # A bool/should sums title and body scores, as FTS5's bm25() does over its columns.
+    return {
+        "bool": {
+            "should": [
+                {"match_phrase": {"title": {"query": phrase, "boost": TITLE_WEIGHT}}},
+                {"match_phrase": {"body": {"query": phrase}}},
+            ],
+            "minimum_should_match": 1,
+        }
+    }
+
+
+def _filters(doc_types: tuple[str, ...], keyword_filters: dict[str, str]) -> list[dict[str, Any]]:
+    clauses: list[dict[str, Any]] = []
+    if doc_types:
+        clauses.append({"terms": {"doc_type": list(doc_types)}})
+    clauses.extend({"term": {name: value}} for name, value in sorted(keyword_filters.items()))
+    return clauses
+
+
+def _live_documents(filters: list[dict[str, Any]], must: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {
+        "bool": {
+            "must": [must or {"match_all": {}}],
+            "filter": filters,
+            "must_not": [{"term": {"tombstone": True}}],
+        }
+    }
+
+
+_DATE_SORT: tuple[dict[str, Any], ...] = ({"published_at": {"order": "desc", "missing": "_last"}}, {"id": "asc"})
+
+
+class ElasticsearchEngine:
+    """``SearchEngine`` on Elasticsearch 8 (or OpenSearch) via elasticsearch-py 8."""
+
+    def __init__(
+        self,
+        url: str,
+        api_key: str | None = None,
+        ca_file: str | None = None,
+        timeout: float = 10,
+    ) -> None:
+        self.url = url
+        self._api_key = api_key
+        self._ca_file = ca_file
+        self._timeout = timeout
+        self._lock = threading.Lock()
+        self._client: Elasticsearch | None = None
+        self._client_pid: int | None = None
+        self._server_checked = False
+
+    # -- client -------------------------------------------------------------------------
+
+    def _es(self) -> Elasticsearch:
+        """The client, created on first use and again after a fork (its connection pool
+        must not be shared between processes); the server is checked on first contact."""
+        with self._lock:
+            if self._client is None or self._client_pid != os.getpid():
+                self._client = self._new_client()
+                self._client_pid = os.getpid()
+                self._server_checked = False
+            client = self._client
+            if not self._server_checked:
+                self._check_server(client)
+                self._server_checked = True
+        return client
+
+    def _new_client(self) -> Elasticsearch:
+        options: dict[str, Any] = {
+            "node_class": PlainJsonHttpNode,
+            "request_timeout": self._timeout,
+            "max_retries": 1,
+            "retry_on_timeout": False,
+        }
+        if self._api_key:
+            options["api_key"] = self._api_key
+        if self._ca_file:
+            options["ca_certs"] = self._ca_file
+        try:
+            return Elasticsearch(self.url, **options)
+        except ValueError as error:
+            raise SearchEngineError(f"invalid search url {self.url!r}: {error}") from error
+
+    def _check_server(self, client: Elasticsearch) -> None:
+        """Stand-in for elasticsearch-py's product check, which ``PlainJsonHttpNode``
+        satisfies for every server: accept Elasticsearch 8+ and OpenSearch only."""
+        with self._translate_errors("checking the server"):
+            meta, info = client.transport.perform_request(
+                "GET",
+                "/",
+                headers={"accept": "application/json"},
+                request_timeout=min(self._timeout, _HEALTH_TIMEOUT),
+                max_retries=0,
+            )
+        if meta.status in _UNAVAILABLE_STATUSES:
+            raise SearchUnavailable(f"搜索引擎不可用 / search engine at {self.url} answered {meta.status}")
+        version = info.get("version", {}) if isinstance(info, dict) else {}
+        is_opensearch = version.get("distribution") == "opensearch"
+        is_elasticsearch = meta.headers.get(_PRODUCT_HEADER) == "Elasticsearch" and not is_opensearch
+        leading_digits = re.match(r"\d+", str(version.get("number", "")))
+        major = int(leading_digits.group()) if leading_digits else 0
+        if not (is_opensearch or (is_elasticsearch and major >= 8)):
+            raise SearchEngineError(
+                f"the server at {self.url} is not Elasticsearch 8+ or OpenSearch (status {meta.status})"
+            )
+
+    @contextmanager
+    def _translate_errors(self, action: str) -> Iterator[None]:
+        """Engine errors become ``SearchUnavailable`` (retry later) or ``SearchEngineError``."""
+        try:
+            yield
+        except ApiError as error:
+            reason = _error_reason(error)
+            if error.status_code in _UNAVAILABLE_STATUSES:
+                raise SearchUnavailable(
+                    f"搜索引擎不可用 / search engine unavailable while {action}: {error.status_code} {reason}"
+                ) from error
+            raise SearchEngineError(f"search engine refused {action}: {error.status_code} {reason}") from error
+        except TransportError as error:
+            cause = f"{type(error).__name__}: {error.message}"[:_MAX_CAUSE_LENGTH]
+            raise SearchUnavailable(
+                f"搜索引擎不可用 / cannot reach the search engine at {self.url} while {action}: {cause}"
+            ) from error
+
+    # -- the port: indices and aliases ------------------------------------------------------
+
+    def health(self) -> EngineHealth:
+        try:
+            client = self._es().options(request_timeout=min(self._timeout, _HEALTH_TIMEOUT), max_retries=0)
+            with self._translate_errors("checking health"):
+                health = client.cluster.health()
+        except (SearchUnavailable, SearchEngineError) as error:
+            return EngineHealth(False, str(error))
+        status = health.get("status")
+        detail = f"cluster {health.get('cluster_name')} at {self.url}: {status}"
+        return EngineHealth(status in ("green", "yellow"), detail)
+
+    def ensure_alias(self, alias: str) -> str:
+        # Two processes starting together may each create an index here; the later swap
+        # wins and the other index, being older than the current one, goes at the next prune.
+        current = self.current_index(alias)
+        if current is not None:
+            return current
+        index = self.create_index(alias)
+        self.swap_alias(alias, index)
+        return index
+
+    def create_index(self, alias: str) -> str:
+        validate_alias(alias)
+        for _ in range(_CREATE_ATTEMPTS):
+            existing = self.list_indices(alias)
+            number = max((index_number(alias, name) or 0 for name in existing), default=0) + 1
+            name = versioned_index_name(alias, number)
+            try:
+                with self._translate_errors(f"creating index {name}"):
+                    self._es().indices.create(index=name, **index_settings())
+            except SearchEngineError as error:
+                if "resource_already_exists_exception" in str(error):
+                    continue  # another process took this number; take the next
+                raise
+            return name
+        raise SearchEngineError(f"could not create a new index for {alias}: names kept colliding")
+
+    def swap_alias(self, alias: str, new_index: str) -> str | None:
+        validate_alias(alias)
+        if index_number(alias, new_index) is None:
+            raise SearchEngineError(f"{new_index} is not a versioned index of {alias}")
+        old = self.current_index(alias)
+        if old == new_index:
+            return old
+        actions: list[dict[str, Any]] = []
+        if old is not None:
+            actions.append({"remove": {"index": old, "alias": alias}})
+        actions.append({"add": {"index": new_index, "alias": alias}})
+        with self._translate_errors(f"pointing {alias} at {new_index}"):
+            self._es().indices.update_aliases(actions=actions)
+        return old
+
+    def current_index(self, alias: str) -> str | None:
+        validate_alias(alias)
+        try:
+            with self._translate_errors(f"reading alias {alias}"):
+                found = self._es().indices.get_alias(name=alias)
+        except SearchEngineError as error:
+            if isinstance(error.__cause__, NotFoundError):
+                return None
+            raise
+        indices = list(found.body)
+        if len(indices) > 1:
+            raise SearchEngineError(f"alias {alias} points at several indices: {sorted(indices)}")
+        return indices[0] if indices else None
+
+    def list_indices(self, alias: str) -> list[str]:
+        validate_alias(alias)
+        with self._translate_errors(f"listing the indices of {alias}"):
+            found = self._es().indices.get_alias(index=f"{alias}-v*", allow_no_indices=True, ignore_unavailable=True)
+        return sort_by_number(alias, list(found.body))
+
+    def prune(self, alias: str, keep: int = 1) -> list[str]:
+        doomed = indices_to_prune(alias, self.list_indices(alias), self.current_index(alias), keep)
+        for index in doomed:
+            self.drop_index(index)
+        return doomed
+
+    def drop_index(self, index: str) -> None:
+        try:
+            with self._translate_errors(f"reading the aliases of {index}"):
+                found = self._es().indices.get_alias(index=index)
+        except SearchEngineError as error:
+            if isinstance(error.__cause__, NotFoundError):
+                return
+            raise
+        aliases = sorted(found.body.get(index, {}).get("aliases", {}))
+        if aliases:
+            raise SearchEngineError(f"{index} is behind alias {', '.join(aliases)}; swap the alias first")
+        with self._translate_errors(f"deleting index {index}"):
+            self._es().options(ignore_status=404).indices.delete(index=index)
+
+    # -- the port: documents ----------------------------------------------------------------
+
+    def index_document(self, target: str, doc_id: str, document: dict[str, Any], version: int) -> bool:
+        checked = validate_document(doc_id, document)
+        validate_version(version)
+        source = {
+            **checked,
+            "title_seg": segment_for_index(checked.get("title") or ""),
+            "body_seg": segment_for_index(checked.get("body") or ""),
+        }
+        suggestions = _completion_input(checked.get("title") or "")
+        if suggestions:
+            source["suggest"] = {"input": suggestions}
+        return self._versioned_write(target, doc_id, source, version, "external")
+
+    def delete_document(self, target: str, doc_id: str, version: int) -> bool:
+        validate_version(version)
+        tombstone = {"id": doc_id, "tombstone": True, "deleted_at": datetime.now(UTC).isoformat()}
+        # external_gte: a delete carrying the same version as the document still wins.
+        return self._versioned_write(target, doc_id, tombstone, version, "external_gte")
+
+    def _versioned_write(
+        self, target: str, doc_id: str, source: dict[str, Any], version: int, version_type: str
+    ) -> bool:
+        try:
+            with self._translate_errors(f"writing document {doc_id} to {target}"):
+                self._es().index(
+                    index=target,
+                    id=doc_id,
+                    document=source,
+                    version=version,
+                    version_type=version_type,  # type: ignore[arg-type]
+                    # Without it a write to a missing alias would create an index with
+                    # guessed mappings.
+                    require_alias=not _VERSIONED_INDEX.fullmatch(target),
+                )
+        except SearchEngineError as error:
+            if isinstance(error.__cause__, ConflictError):
+                return False  # a newer version (or tombstone) is stored
+            raise
+        return True
+
+    def get_document(self, target: str, doc_id: str) -> dict[str, Any] | None:
+        try:
+            with self._translate_errors(f"reading document {doc_id} from {target}"):
+                found = self._es().get(index=target, id=doc_id, source_excludes=list(COMPUTED_FIELDS))
+        except SearchEngineError as error:
+            if _is_missing_document(error):
+                return None
+            raise
+        source = found["_source"]
+        if source.get("tombstone"):
+            return None
+        return {**source, "_version": found["_version"]}
+
+    def count(self, target: str, doc_type: str | None = None) -> int:
+        if doc_type is not None and doc_type not in DOC_TYPES:
+            raise ValueError(f"doc_type must be one of {DOC_TYPES}")
+        query = _live_documents(_filters((doc_type,) if doc_type else (), {}))
+        with self._translate_errors(f"counting {target}"):
+            return int(self._es().count(index=target, query=query)["count"])
+
+    def refresh(self, target: str) -> None:
+        with self._translate_errors(f"refreshing {target}"):
+            self._es().indices.refresh(index=target)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._client is not None and self._client_pid == os.getpid():
+                self._client.close()
+            self._client = None
+
+    # -- the port: search -------------------------------------------------------------------
+
+    def search(self, alias: str, query: SearchQuery) -> SearchResult:
+        text = _text_clause(query.text) if query.has_text else None
+        scored = not query.sorts_by_date and text is not None
+        sort: list[str | dict[str, Any]] = ["_score", *_DATE_SORT] if scored else list(_DATE_SORT)
+        with self._translate_errors(f"searching {alias}"):
+            response = self._es().search(
+                index=alias,
+                query=_live_documents(_filters(query.doc_types, query.filters), text),
+                sort=sort,
+                from_=query.offset,
+                size=query.per_page,
+                track_total_hits=True,
+                track_scores=scored,
+                source_excludes=list(COMPUTED_FIELDS),
+            )
+        hits = response["hits"]
+        return SearchResult(
+            total=int(hits["total"]["value"]),
+            hits=[hit_from_document(hit["_source"], hit.get("_score") if scored else None) for hit in hits["hits"]],
+        )
+
+
+def _is_missing_document(error: SearchEngineError) -> bool:
+    cause = error.__cause__
+    # A 404 for a missing document carries found=false; a missing index is an error.
+    return isinstance(cause, NotFoundError) and isinstance(cause.body, dict) and cause.body.get("found") is False
+
+
+if __name__ == "__main__":
+    print(json.dumps(index_settings(), ensure_ascii=False, indent=2))

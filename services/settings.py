@@ -1,0 +1,230 @@
+"""Settings for the whole suite, read from the environment in one typed place.
+
+Every setting has a single-machine default that needs no server; production sets
+``DATABASE_URL``, ``REDIS_URL`` and ``SEARCH_URL`` (see ``.env.example``).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+SERVICES: tuple[str, ...] = ("identity", "interpret", "consult", "search", "press")
+"""Services that own data; each has its own database (SQLite file or PostgreSQL schema)."""
+
+WEB_APPS: tuple[str, ...] = ("portal", *SERVICES)
+"""Flask apps: the portal shell plus one per service."""
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the message names the setting."""
+
+    def __init__(self, setting: str, problem: str) -> None:
+        super().__init__(f"{setting}: {problem}")
+        self.setting = setting
+        self.problem = problem
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path
+    environment: str = "development"
+    database_url: str | None = None
+    database_schema_prefix: str = ""
+    redis_url: str | None = None
+    search_url: str | None = None
+    search_api_key: str | None = None
+    search_ca_file: str | None = None
+    search_alias: str = "gongkai_content"
+    secret_key: str = ""
+    host: str = "127.0.0.1"
+    port: int = 8000
+    web_workers: int = 2
+    worker_concurrency: int = 2
+    behind_tls: bool = False
+    log_level: str = "INFO"
+    log_json: bool = True
+    outbox_relay_interval: float = 1.0
+    default_locale: str = "zh_CN"
+    service_urls: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def is_production(self) -> bool:
+        return self.environment == "production"
+
+    @property
+    def broker_url(self) -> str:
+        return self.redis_url or "filesystem://"
+
+    @property
+    def broker_dir(self) -> Path:
+        return self.data_dir / "broker"
+
+    def service_database_url(self, service: str) -> str:
+        """The SQLAlchemy URL a service's data lives at.
+
+        PostgreSQL: the shared database, one schema per service (set per connection).
+        Single machine: one SQLite file per service under the data directory.
+        """
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'db' / f'{service}.sqlite3'}"
+
+    def uses_postgres(self) -> bool:
+        return self.database_url is not None and self.database_url.startswith("postgresql")
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    lowered = raw.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(name, f"expected true or false, got {raw!r}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(name, f"expected a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(name, f"must be at least {minimum}, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"expected a number, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(name, f"must be positive, got {value}")
+    return value
+
+
+def _optional(env: Mapping[str, str], name: str) -> str | None:
+    raw = env.get(name, "").strip()
+    return raw or None
+
+
+def _check_url(name: str, url: str, schemes: set[str]) -> str:
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError as error:
+        raise ConfigError(name, f"malformed URL ({error})") from None
+    if parts.scheme not in schemes:
+        expected = " or ".join(sorted(schemes))
+        raise ConfigError(name, f"URL must start with {expected}://, got {url!r}")
+    if not parts.hostname and not parts.path.startswith("/") and "host=" not in parts.query:
+        raise ConfigError(name, f"URL has no host: {url!r}")
+    if port == 0:
+        raise ConfigError(name, f"URL has port 0: {url!r}")
+    return url
+
+
+def _database_url(env: Mapping[str, str]) -> str | None:
+    url = _optional(env, "DATABASE_URL")
+    if url is None:
+        return None
+    if url.startswith("postgres://") or url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    return _check_url("DATABASE_URL", url, {"postgresql+psycopg", "sqlite"})
+
+
+def _schema_prefix(env: Mapping[str, str]) -> str:
+    prefix = env.get("DATABASE_SCHEMA_PREFIX", "").strip()
+    if prefix and not all(c.islower() or c.isdigit() or c == "_" for c in prefix):
+        raise ConfigError("DATABASE_SCHEMA_PREFIX", "use lower-case letters, digits and underscores only")
+    return prefix
+
+
+def _secret_key(env: Mapping[str, str], data_dir: Path, production: bool) -> str:
+    configured = _optional(env, "SECRET_KEY")
+    if configured:
+        if len(configured) < 32:
+            raise ConfigError("SECRET_KEY", "must be at least 32 characters")
+        return configured
+    if production:
+        raise ConfigError("SECRET_KEY", "is required when GONGKAI_ENV=production")
+    # Single machine: a random key kept beside the data so sessions survive restarts.
+    key_file = data_dir / "secret_key"
+    if key_file.exists():
+        return key_file.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_urlsafe(48)
+    key_file.write_text(key)
+    key_file.chmod(0o600)
+    return key
+
+
+def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise ConfigError naming the first bad one."""
+    env = os.environ if environ is None else environ
+    data_dir = Path(env.get("GONGKAI_DATA_DIR") or "var").expanduser().resolve()
+    environment = env.get("GONGKAI_ENV", "development").strip() or "development"
+    if environment not in {"development", "production", "test"}:
+        raise ConfigError("GONGKAI_ENV", f"expected development, production or test, got {environment!r}")
+
+    redis_url = _optional(env, "REDIS_URL")
+    if redis_url:
+        _check_url("REDIS_URL", redis_url, {"redis", "rediss"})
+    search_url = _optional(env, "SEARCH_URL")
+    if search_url:
+        from services.searchengine.factory import validate_search_url
+
+        try:
+            search_url = validate_search_url(search_url)
+        except ValueError as error:
+            raise ConfigError("SEARCH_URL", str(error)) from None
+    search_ca_file = _optional(env, "SEARCH_CA_FILE")
+    if search_ca_file and not Path(search_ca_file).is_file():
+        raise ConfigError("SEARCH_CA_FILE", f"no such file: {search_ca_file}")
+
+    service_urls = {}
+    for service in SERVICES:
+        name = f"SERVICE_URL_{service.upper()}"
+        url = _optional(env, name)
+        if url:
+            service_urls[service] = _check_url(name, url, {"http", "https"}).rstrip("/")
+
+    log_level = env.get("LOG_LEVEL", "INFO").upper()
+    if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ConfigError("LOG_LEVEL", f"expected DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
+
+    return Settings(
+        data_dir=data_dir,
+        environment=environment,
+        database_url=_database_url(env),
+        database_schema_prefix=_schema_prefix(env),
+        redis_url=redis_url,
+        search_url=search_url,
+        search_api_key=_optional(env, "SEARCH_API_KEY"),
+        search_ca_file=search_ca_file,
+        search_alias=env.get("SEARCH_ALIAS", "gongkai_content").strip() or "gongkai_content",
+        secret_key=_secret_key(env, data_dir, environment == "production"),
+        host=env.get("GONGKAI_HOST", "127.0.0.1"),
+        port=_int(env, "GONGKAI_PORT", 8000, minimum=1),
+        web_workers=_int(env, "WEB_CONCURRENCY", 2, minimum=1),
+        worker_concurrency=_int(env, "WORKER_CONCURRENCY", 2, minimum=1),
+        behind_tls=_bool(env, "BEHIND_TLS", False),
+        log_level=log_level,
+        log_json=_bool(env, "LOG_JSON", True),
+        outbox_relay_interval=_float(env, "OUTBOX_RELAY_INTERVAL", 1.0),
+        default_locale=env.get("DEFAULT_LOCALE", "zh_CN"),
+        service_urls=service_urls,
+    )
