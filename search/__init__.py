@@ -12,6 +12,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     from services.web import create_service_app
 
     app, rest = create_service_app("search", __name__, settings=settings, api_title="Gongkai search 站内搜索")
+    limiter = app.extensions["gongkai.limiter"]
+    limiter.limit(app.extensions["gongkai.settings"].search_rate_limit)(api.blp)
     rest.register_blueprint(api.blp)
     app.register_blueprint(pages.bp)
     return app

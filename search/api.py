@@ -9,6 +9,7 @@ from flask_smorest import Blueprint
 
 from search.query import run_search
 from search.schemas import SearchArgsSchema, SearchResultSchema
+from services.auth import public
 
 blp = Blueprint("search_api", __name__, url_prefix="/api/search", description="站内搜索 Site search")
 
@@ -16,6 +17,7 @@ blp = Blueprint("search_api", __name__, url_prefix="/api/search", description="�
 @blp.get("")
 @blp.arguments(SearchArgsSchema, location="query")
 @blp.response(200, SearchResultSchema)
+@public
 def search(args: dict[str, Any]) -> dict[str, Any]:
     """Search published policies, interpretations, answers and press responses."""
     return run_search(current_app, args["q"], args["type"], args["page"], args["per_page"])

@@ -7,12 +7,14 @@ from flask import Blueprint, current_app, render_template, request
 from search.documents import DOC_TYPES
 from search.query import run_search
 from search.schemas import MAX_QUERY_LENGTH
+from services.auth import public
 from services.public_read import page_number
 
 bp = Blueprint("search_pages", __name__, url_prefix="/search", template_folder="templates")
 
 
 @bp.get("/")
+@public
 def search_page() -> str:
     text = request.args.get("q", "")[:MAX_QUERY_LENGTH]
     doc_type = request.args.get("type")

@@ -23,6 +23,7 @@ from services.settings import SERVICES, Settings
 TASK_MODULES = (
     "services.tasks",
     "search.tasks",
+    "services.identity.tasks",
 )
 """Modules whose ``@shared_task`` functions the worker registers."""
 
@@ -71,7 +72,9 @@ def celery_config(settings: Settings) -> dict[str, Any]:
 
 def beat_schedule(settings: Settings) -> dict[str, Any]:
     interval = timedelta(seconds=settings.outbox_relay_interval)
-    schedule: dict[str, Any] = {}
+    schedule: dict[str, Any] = {
+        "prune-audit-log": {"task": "identity.prune_audit", "schedule": timedelta(days=1)},
+    }
     for service in SERVICES:
         schedule[f"relay-outbox-{service}"] = {
             "task": "outbox.relay",

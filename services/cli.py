@@ -104,6 +104,70 @@ def seed_demo_command() -> None:
         click.echo(f"already seeded, left as they were: {', '.join(report.skipped)}")
 
 
+@main.command("create-admin")
+@click.option("--username", required=True, help="the new system administrator's user name")
+@click.option("--password", required=True, help="initial password; it must be changed at first sign-in")
+@click.option("--email", default=None, help="e-mail address")
+@click.option("--department-code", default="ORG", show_default=True, help="top department's code, if none exists")
+@click.option("--department-name", default="本机关", show_default=True, help="top department's name, if none exists")
+@readable_errors
+def create_admin(username: str, password: str, email: str | None, department_code: str, department_name: str) -> None:
+    """Create a system administrator (there is no default account)."""
+    from sqlalchemy import select
+
+    from services.audit import AuditRecord, AuditResult, append_entry, audit_key
+    from services.db import open_service_database
+    from services.identity.accounts import AccountError, assign_role, create_department, create_user
+    from services.identity.models import Department
+    from services.migrations import migrate_all
+    from services.permissions import Role
+
+    settings = _settings_checked()
+    migrate_all(settings)
+    database = open_service_database(settings, "identity")
+    try:
+        with database.transaction() as session:
+            top = session.scalar(select(Department).where(Department.parent_id.is_(None)).order_by(Department.id))
+            if top is None:
+                top = create_department(session, department_code, department_name, "bureau", None)
+            user = create_user(session, settings, username=username, display_name=username, password=password,
+                               email=email)
+            assign_role(session, user, Role.ADMIN, top)
+            append_entry(session, audit_key(settings.secret_key), AuditRecord(
+                service="identity", action="user.create_admin", result=AuditResult.SUCCESS, username=username,
+                department=top.code, object_type="user", object_id=str(user.id), source_address="cli",
+            ))
+    except AccountError as error:
+        raise Failure(f"{error.field}: {error}") from None
+    finally:
+        database.dispose()
+    click.echo(f"created system administrator {username} in {top.code}; the password must be changed at first sign-in")
+
+
+@main.group()
+def audit() -> None:
+    """The audit log."""
+
+
+@audit.command("verify")
+@readable_errors
+def audit_verify() -> None:
+    """Check the hash chain of the audit log; name the first entry edited, inserted or deleted."""
+    from services.audit import audit_key, verify_chain
+    from services.db import open_service_database
+
+    settings = _settings_checked()
+    database = open_service_database(settings, "identity")
+    try:
+        with database.transaction() as session:
+            report = verify_chain(session, audit_key(settings.secret_key))
+    finally:
+        database.dispose()
+    if not report.ok:
+        raise Failure(f"audit log broken: {report.reason} ({report.checked} entries before it are intact)")
+    click.echo(f"audit log intact: {report.checked} entries verified")
+
+
 def _celery_for_worker(settings: Settings) -> Any:
     from services.celery_app import make_celery
     from services.suite import create_worker_app

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 from http import HTTPStatus
-from typing import Any
+from typing import Any, NoReturn
 
 from flask import Flask, Response, jsonify, render_template, request
 from flask_babel import gettext as _
+from flask_smorest import abort as smorest_abort
 from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
@@ -24,6 +25,15 @@ log = logging.getLogger(__name__)
 
 def wants_json() -> bool:
     return request.path.startswith("/api/") or request.path == "/api"
+
+
+def api_abort(code: int, message: str, errors: dict[str, Any] | None = None) -> NoReturn:
+    """End an API request with the one error shape (field errors under ``errors``)."""
+    kwargs: dict[str, Any] = {"message": message}
+    if errors:
+        kwargs["errors"] = errors
+    smorest_abort(code, **kwargs)
+    raise AssertionError("unreachable")
 
 
 def error_response(code: int, message: str, errors: dict[str, Any] | None = None) -> tuple[Response, int]:

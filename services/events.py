@@ -11,6 +11,7 @@ SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
     "interpret.policy.withdrawn": ("search.remove_document",),
     "consult.answer.published": ("search.index_document",),
     "consult.answer.unpublished": ("search.remove_document",),
+    "audit.recorded": ("identity.append_audit",),
 }
 
 

@@ -21,6 +21,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 from pythonjsonlogger.json import JsonFormatter
 
 _request_id: ContextVar[str | None] = ContextVar("gongkai_request_id", default=None)
+_service: ContextVar[str | None] = ContextVar("gongkai_service", default=None)
 _VALID_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{8,64}$")
 
 REQUEST_COUNT = Counter(
@@ -56,7 +57,7 @@ class RequestContextFilter(logging.Filter):
         if not hasattr(record, "request_id"):
             record.request_id = current_request_id()
         if not hasattr(record, "service"):
-            record.service = self.service
+            record.service = _service.get() or self.service
         return True
 
 
@@ -102,6 +103,7 @@ def init_request_tracing(app: Flask, service: str) -> None:
         g.request_id = request_id
         g.request_started = time.perf_counter()
         set_request_id(request_id)
+        _service.set(service)
 
     @app.after_request
     def _finish_request(response: Response) -> Response:
@@ -126,6 +128,7 @@ def init_request_tracing(app: Flask, service: str) -> None:
     @app.teardown_request
     def _forget_request_id(_exc: BaseException | None) -> None:
         set_request_id(None)
+        _service.set(None)
 
 
 def metrics_response() -> Response:

@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 SERVICES: tuple[str, ...] = ("identity", "interpret", "consult", "search", "press")
 """Services that own data; each has its own database (SQLite file or PostgreSQL schema)."""
 
+MIN_AUDIT_RETENTION_DAYS = 180
+
 WEB_APPS: tuple[str, ...] = ("portal", *SERVICES)
 """Flask apps: the portal shell plus one per service."""
 
@@ -51,6 +53,20 @@ class Settings:
     outbox_relay_interval: float = 1.0
     default_locale: str = "zh_CN"
     service_urls: Mapping[str, str] = field(default_factory=dict)
+    trust_proxy: bool = False
+    idle_timeout_minutes: float = 30.0
+    api_token_minutes: int = 30
+    lockout_threshold: int = 5
+    lockout_window_minutes: int = 15
+    lockout_minutes: int = 15
+    password_min_length: int = 12
+    audit_retention_days: int = 180
+    login_rate_limit: str = "10 per minute;100 per hour"
+    search_rate_limit: str = "120 per minute"
+
+    @property
+    def rate_limit_storage(self) -> str:
+        return self.redis_url or "memory://"
 
     @property
     def is_production(self) -> bool:
@@ -206,6 +222,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if log_level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
         raise ConfigError("LOG_LEVEL", f"expected DEBUG, INFO, WARNING or ERROR, got {log_level!r}")
 
+    audit_retention_days = _int(env, "AUDIT_RETENTION_DAYS", MIN_AUDIT_RETENTION_DAYS, minimum=1)
+    if audit_retention_days < MIN_AUDIT_RETENTION_DAYS:
+        raise ConfigError("AUDIT_RETENTION_DAYS", f"must be at least {MIN_AUDIT_RETENTION_DAYS} days")
+
     return Settings(
         data_dir=data_dir,
         environment=environment,
@@ -227,4 +247,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         outbox_relay_interval=_float(env, "OUTBOX_RELAY_INTERVAL", 1.0),
         default_locale=env.get("DEFAULT_LOCALE", "zh_CN"),
         service_urls=service_urls,
+        trust_proxy=_bool(env, "TRUST_PROXY", False),
+        idle_timeout_minutes=_float(env, "IDLE_TIMEOUT_MINUTES", 30.0),
+        api_token_minutes=_int(env, "API_TOKEN_MINUTES", 30, minimum=1),
+        lockout_threshold=_int(env, "LOCKOUT_THRESHOLD", 5, minimum=1),
+        lockout_window_minutes=_int(env, "LOCKOUT_WINDOW_MINUTES", 15, minimum=1),
+        lockout_minutes=_int(env, "LOCKOUT_MINUTES", 15, minimum=1),
+        password_min_length=_int(env, "PASSWORD_MIN_LENGTH", 12, minimum=8),
+        audit_retention_days=audit_retention_days,
+        login_rate_limit=env.get("LOGIN_RATE_LIMIT", "10 per minute;100 per hour"),
+        search_rate_limit=env.get("SEARCH_RATE_LIMIT", "120 per minute"),
     )

@@ -12,6 +12,7 @@ from flask import Blueprint, Flask, abort, jsonify, render_template, request, se
 from flask_babel import Babel
 from flask_smorest import Api
 
+from services.auth import current_staff, enforce_access, public
 from services.celery_app import CeleryPublisher, make_celery
 from services.db import DatabaseUnavailable, ServiceDatabase, open_service_database, register_database
 from services.errors import register_error_handlers
@@ -19,12 +20,24 @@ from services.observability import configure_logging, init_request_tracing, metr
 from services.outbox import install_after_commit_send
 from services.searchengine.factory import make_search_engine
 from services.searchengine.port import SearchEngine
+from services.security import init_security
 from services.settings import Settings, load_settings
 
 SUPPORTED_LOCALES = ("zh_CN", "en")
 SHELL_DIR = Path(__file__).parent / "portal"
 
 ReadinessCheck = Callable[[], tuple[bool, str]]
+
+
+FORM_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _protect_forms() -> None:
+    """CSRF on every state-changing page request; APIs accept bearer tokens only, never cookies."""
+    if request.method in FORM_METHODS and not request.path.startswith("/api/"):
+        from flask import current_app
+
+        current_app.extensions["gongkai.csrf"].protect()
 
 
 def get_settings(app: Flask) -> Settings:
@@ -92,9 +105,12 @@ def create_service_app(
 
     @app.context_processor
     def _shell_context() -> dict[str, Any]:
-        return {"current_locale": select_locale(), "service_name": name}
+        return {"current_locale": select_locale(), "service_name": name, "current_staff": current_staff}
 
     init_request_tracing(app, name)
+    init_security(app, settings)
+    app.before_request(_protect_forms)
+    app.before_request(enforce_access)
     api = Api(app)
     register_error_handlers(app)
     install_after_commit_send()
@@ -184,9 +200,11 @@ def _register_health(app: Flask, name: str, serves_readiness: bool) -> None:
     health = Blueprint(f"{name}_health", __name__)
 
     @health.get("/healthz")
+    @public
     def healthz() -> Any:
         return jsonify({"status": "ok", "service": name})
 
+    @public
     def readyz() -> Any:
         ready, checks = readiness_report(app)
         body = {"status": "ready" if ready else "not ready", "service": name, "checks": checks}
@@ -196,6 +214,7 @@ def _register_health(app: Flask, name: str, serves_readiness: bool) -> None:
         health.add_url_rule("/readyz", view_func=readyz, methods=["GET"])
 
     @health.get("/metrics")
+    @public
     def metrics() -> Any:
         return metrics_response()
 
@@ -207,10 +226,12 @@ def _register_api_docs(app: Flask, name: str) -> None:
     assets = Path(swagger_ui_bundle.swagger_ui_path)
 
     @docs.get(f"/api/{name}/docs")
+    @public
     def api_docs() -> Any:
         return render_template("api_docs.html", spec_url=f"/api/{name}/openapi.json", assets=f"/api/{name}/docs/assets")
 
     @docs.get(f"/api/{name}/docs/assets/<path:filename>")
+    @public
     def api_docs_asset(filename: str) -> Any:
         if filename not in {"swagger-ui-bundle.js", "swagger-ui.css"}:
             abort(404)

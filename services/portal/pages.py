@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit
 
 import requests
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request, send_from_directory
 from werkzeug.wrappers import Response
 
+from services.auth import public
 from services.portal import STATIC_DIR
 from services.public_read import latest_documents
 from services.searchengine.port import SearchUnavailable
+from services.security import safe_next
 from services.settings import SERVICES
 from services.web import get_settings, readiness_report
 
@@ -21,6 +22,7 @@ STATIC_MAX_AGE = 7 * 24 * 3600
 
 
 @bp.get("/")
+@public
 def home() -> str:
     latest: dict[str, Any] = {}
     search_down = False
@@ -33,17 +35,15 @@ def home() -> str:
 
 
 @bp.get("/static/<path:filename>")
+@public
 def static(filename: str) -> Response:
     return send_from_directory(STATIC_DIR, filename, max_age=STATIC_MAX_AGE)
 
 
 @bp.get("/lang/<code>")
+@public
 def switch_language(code: str) -> Response:
-    target = request.args.get("next", "/")
-    parts = urlsplit(target)
-    if parts.scheme or parts.netloc or not target.startswith("/") or target.startswith("//"):
-        target = "/"
-    response = redirect(target)
+    response = redirect(safe_next(request.args.get("next")))
     if code in ("zh_CN", "en"):
         response.set_cookie("lang", code, max_age=365 * 24 * 3600, samesite="Lax", httponly=True)
     return response
@@ -59,6 +59,7 @@ def _probe_over_http(base_url: str) -> tuple[bool, dict[str, Any]]:
 
 
 @bp.get("/readyz")
+@public
 def suite_readyz() -> Any:
     """200 only when every service is ready; names each service and its checks."""
     probes = current_app.extensions["gongkai.service_probes"]
