@@ -55,7 +55,7 @@ def _handle_http_exception(error: HTTPException) -> Any:
     code = error.code or 500
     if wants_json():
         data = getattr(error, "data", None) or {}
-        messages = data.get("messages") if isinstance(data, dict) else None
+        messages = (data.get("messages") or data.get("errors")) if isinstance(data, dict) else None
         message = data.get("message") if isinstance(data, dict) else None
         response, status = error_response(code, message or error.description or error.name, messages)
         if error.response is not None and code == 405:

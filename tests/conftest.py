@@ -42,7 +42,9 @@ def pg_settings(postgres_url: str, tmp_path_factory: pytest.TempPathFactory) -> 
 
     prefix = unique_prefix("s")
     data_dir = tmp_path_factory.mktemp("pg-suite")
-    settings = load_settings(base_env(data_dir, DATABASE_URL=postgres_url, DATABASE_SCHEMA_PREFIX=prefix))
+    settings = load_settings(
+        base_env(data_dir, DATABASE_URL=postgres_url, DATABASE_SCHEMA_PREFIX=prefix, LOGIN_RATE_LIMIT="20 per minute")
+    )
     migrate_all(settings)
     yield settings
     drop_schemas(postgres_url, prefix)
@@ -80,6 +82,7 @@ def suite(suite_apps: dict[str, Flask], tmp_path: Path) -> Iterator[dict[str, Fl
         app.extensions["gongkai.search_engine"] = engine
         app.extensions.pop("gongkai.search_alias_ready", None)
         app.extensions.pop("gongkai.readiness_cache", None)
+        app.extensions["gongkai.limiter"].reset()
     try:
         yield suite_apps
     finally:

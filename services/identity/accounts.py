@@ -163,6 +163,8 @@ def _lock_if_too_many_failures(session: Session, settings: Settings, user: User)
     )
     if last_success is not None and last_success > since:
         since = last_success
+    if user.locked_until is not None and user.locked_until > since:
+        since = user.locked_until  # attempts made while locked do not count towards the next lock
     failures = session.scalar(
         select(func.count())
         .select_from(LoginAttempt)
@@ -194,31 +196,41 @@ def mfa_required(session: Session, user: User) -> bool:
 
 
 def start_totp_enrolment(user: User) -> str:
-    """A fresh secret for the user to add to an authenticator app (not active until confirmed)."""
-    user.totp_secret = pyotp.random_base32()
-    user.totp_enabled = False
-    return user.totp_secret
+    """A fresh secret for the user to add to an authenticator app.
+
+    It stays pending: the factor in use (if any) keeps working until a code from the
+    new secret is confirmed, so merely opening the enrolment page changes nothing.
+    """
+    user.totp_pending_secret = pyotp.random_base32()
+    return user.totp_pending_secret
 
 
-def provisioning_uri(user: User) -> str:
-    assert user.totp_secret is not None
-    return pyotp.TOTP(user.totp_secret).provisioning_uri(name=user.username, issuer_name=TOTP_ISSUER)
+def provisioning_uri(user: User, secret: str) -> str:
+    return pyotp.TOTP(secret).provisioning_uri(name=user.username, issuer_name=TOTP_ISSUER)
 
 
-def verify_totp(user: User, code: str) -> bool:
-    """A current code, each time step usable once (a replayed code is refused)."""
-    if not user.totp_secret or not re.fullmatch(r"\d{6}", code.strip()):
-        return False
-    totp = pyotp.TOTP(user.totp_secret)
+def _matching_step(secret: str, code: str) -> int | None:
+    """The time step (now, or one step either side) whose code this is."""
+    if not re.fullmatch(r"\d{6}", code.strip()):
+        return None
+    totp = pyotp.TOTP(secret)
     now = int(time.time())
     for drift in (0, -1, 1):
         step = (now // totp.interval) + drift
         if hmac.compare_digest(totp.at(step * totp.interval), code.strip()):
-            if user.totp_last_step is not None and step <= user.totp_last_step:
-                return False
-            user.totp_last_step = step
-            return True
-    return False
+            return step
+    return None
+
+
+def verify_totp(user: User, code: str) -> bool:
+    """A current code of the enrolled factor, each time step usable once (a replayed code is refused)."""
+    if not user.totp_enabled or not user.totp_secret:
+        return False
+    step = _matching_step(user.totp_secret, code)
+    if step is None or (user.totp_last_step is not None and step <= user.totp_last_step):
+        return False
+    user.totp_last_step = step
+    return True
 
 
 def _code_digest(settings: Settings, code: str) -> str:
@@ -228,8 +240,12 @@ def _code_digest(settings: Settings, code: str) -> str:
 
 def confirm_totp_enrolment(session: Session, settings: Settings, user: User, code: str) -> list[str]:
     """Activate the second factor once the user proves the app works; returns recovery codes (shown once)."""
-    if not verify_totp(user, code):
+    step = _matching_step(user.totp_pending_secret, code) if user.totp_pending_secret else None
+    if step is None:
         raise AccountError("验证码不正确 / the code is not correct", field="otp")
+    user.totp_secret = user.totp_pending_secret
+    user.totp_pending_secret = None
+    user.totp_last_step = step
     user.totp_enabled = True
     for old in session.scalars(select(RecoveryCode).where(RecoveryCode.user_id == user.id)):
         session.delete(old)
@@ -260,6 +276,7 @@ def check_second_factor(session: Session, settings: Settings, user: User, code: 
 
 def reset_totp(session: Session, user: User) -> None:
     user.totp_secret = None
+    user.totp_pending_secret = None
     user.totp_enabled = False
     user.totp_last_step = None
     for old in session.scalars(select(RecoveryCode).where(RecoveryCode.user_id == user.id)):

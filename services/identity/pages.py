@@ -47,6 +47,11 @@ def _pending_user() -> User | None:
     return user
 
 
+def _second_factor_outstanding(user: User) -> bool:
+    """Part-way through signing in with an enrolled second factor not yet given (only the code page may follow)."""
+    return user.totp_enabled and not session.get(PENDING, {}).get("second_factor_done")
+
+
 def _next_step(user: User) -> Response:
     """Send the user to the next step still due, or finish signing in."""
     db = get_session("identity")
@@ -114,6 +119,10 @@ def login_second_factor() -> Any:
     return _next_step(user)
 
 
+def _qr(user: User, secret: str) -> str:
+    return str(segno.make(provisioning_uri(user, secret), error="m").svg_inline(scale=4, title="TOTP"))
+
+
 @bp.route("/totp/setup", methods=["GET", "POST"])
 @public
 def totp_setup() -> Any:
@@ -123,18 +132,19 @@ def totp_setup() -> Any:
     user = db.get(User, staff.user_id) if staff else _pending_user()
     if user is None:
         return redirect("/staff/login?next=/staff/totp/setup")
-    if request.method == "GET" or not user.totp_secret:
+    if staff is None and _second_factor_outstanding(user):
+        return redirect("/staff/login/otp")  # a password alone must not replace the enrolled factor
+    if request.method == "GET" or not user.totp_pending_secret:
         secret = start_totp_enrolment(user)
         db.commit()
-        uri = provisioning_uri(user)
-        qr = segno.make(uri, error="m").svg_inline(scale=4, title="TOTP")
-        return render_template("identity/totp_setup.html", secret=secret, qr_svg=qr)
+        return render_template("identity/totp_setup.html", secret=secret, qr_svg=_qr(user, secret))
     try:
         codes = confirm_totp_enrolment(db, settings(), user, request.form.get("code", "")[:32])
     except AccountError as error:
-        return render_template("identity/totp_setup.html", secret=user.totp_secret,
-                               qr_svg=segno.make(provisioning_uri(user), error="m").svg_inline(scale=4),
-                               error=str(error)), 400
+        secret = user.totp_pending_secret
+        return render_template(
+            "identity/totp_setup.html", secret=secret, qr_svg=_qr(user, secret), error=str(error)
+        ), 400
     audit(db, "totp.enrol", AuditResult.SUCCESS, user)
     db.commit()
     if PENDING in session and staff is None:
@@ -159,6 +169,8 @@ def change_password() -> Any:
     user = db.get(User, staff.user_id) if staff else _pending_user()
     if user is None:
         return redirect("/staff/login?next=/staff/password")
+    if staff is None and _second_factor_outstanding(user):
+        return redirect("/staff/login/otp")
     forced = user.must_change_password
     if request.method == "GET":
         return render_template("identity/password.html", forced=forced)

@@ -102,6 +102,7 @@ def upgrade() -> None:
     sa.Column('locked_until', services.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('totp_secret', sa.String(length=64), nullable=True),
     sa.Column('totp_enabled', sa.Boolean(), nullable=False),
+    sa.Column('totp_pending_secret', sa.String(length=64), nullable=True),
     sa.Column('totp_last_step', sa.Integer(), nullable=True),
     sa.Column('last_login_at', services.db.UTCDateTime(timezone=True), nullable=True),
     sa.Column('created_at', services.db.UTCDateTime(timezone=True), nullable=False),
