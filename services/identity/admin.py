@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from datetime import UTC, datetime, time
 from typing import Any
 
 from flask import Blueprint, Response, abort, redirect, render_template, request
 from sqlalchemy import func, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import Session, selectinload
 
 from services.audit import AuditResult
 from services.auth import current_staff, requires
@@ -130,26 +131,25 @@ def remove_role(user_id: int, assignment_id: int) -> Any:
     return redirect(f"/staff/admin/users/{user_id}")
 
 
+def _change_user(user_id: int, action: str, change: Callable[[Session, User], None]) -> Any:
+    db = get_session("identity")
+    user = _user_or_404(user_id)
+    change(db, user)
+    _record(action, "user", user.id)
+    db.commit()
+    return redirect(f"/staff/admin/users/{user.id}")
+
+
 @bp.post("/admin/users/<int:user_id>/unlock")
 @requires(Permission.MANAGE_IDENTITY)
 def unlock_user(user_id: int) -> Any:
-    db = get_session("identity")
-    user = _user_or_404(user_id)
-    unlock(db, user)
-    _record("user.unlock", "user", user.id)
-    db.commit()
-    return redirect(f"/staff/admin/users/{user.id}")
+    return _change_user(user_id, "user.unlock", unlock)
 
 
 @bp.post("/admin/users/<int:user_id>/reset-totp")
 @requires(Permission.MANAGE_IDENTITY)
 def reset_second_factor(user_id: int) -> Any:
-    db = get_session("identity")
-    user = _user_or_404(user_id)
-    reset_totp(db, user)
-    _record("totp.reset", "user", user.id)
-    db.commit()
-    return redirect(f"/staff/admin/users/{user.id}")
+    return _change_user(user_id, "totp.reset", reset_totp)
 
 
 @bp.post("/admin/users/<int:user_id>/password")

@@ -119,6 +119,18 @@ def login_second_factor() -> Any:
     return _next_step(user)
 
 
+def _account_page_user(path: str) -> tuple[User | None, Response | None]:
+    """Who may use an account page (enrolment, password): the signed-in user, or one part-way
+    through signing in whose enrolled second factor is already given; otherwise where to go."""
+    staff = current_staff()
+    user = get_session("identity").get(User, staff.user_id) if staff else _pending_user()
+    if user is None:
+        return None, redirect(f"/staff/login?next={path}")
+    if staff is None and _second_factor_outstanding(user):
+        return None, redirect("/staff/login/otp")  # a password alone must not replace or skip the factor
+    return user, None
+
+
 def _qr(user: User, secret: str) -> str:
     return str(segno.make(provisioning_uri(user, secret), error="m").svg_inline(scale=4, title="TOTP"))
 
@@ -129,11 +141,10 @@ def totp_setup() -> Any:
     """Enrol a second factor: during sign-in when a role requires it, or later by choice."""
     db = get_session("identity")
     staff = current_staff()
-    user = db.get(User, staff.user_id) if staff else _pending_user()
-    if user is None:
-        return redirect("/staff/login?next=/staff/totp/setup")
-    if staff is None and _second_factor_outstanding(user):
-        return redirect("/staff/login/otp")  # a password alone must not replace the enrolled factor
+    user, detour = _account_page_user("/staff/totp/setup")
+    if detour is not None:
+        return detour
+    assert user is not None
     if request.method == "GET" or not user.totp_pending_secret:
         secret = start_totp_enrolment(user)
         db.commit()
@@ -166,11 +177,10 @@ def login_continue() -> Any:
 def change_password() -> Any:
     db = get_session("identity")
     staff = current_staff()
-    user = db.get(User, staff.user_id) if staff else _pending_user()
-    if user is None:
-        return redirect("/staff/login?next=/staff/password")
-    if staff is None and _second_factor_outstanding(user):
-        return redirect("/staff/login/otp")
+    user, detour = _account_page_user("/staff/password")
+    if detour is not None:
+        return detour
+    assert user is not None
     forced = user.must_change_password
     if request.method == "GET":
         return render_template("identity/password.html", forced=forced)
