@@ -7,6 +7,7 @@ from datetime import datetime
 from sqlalchemy import Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from services.calendar import CalendarDayMixin
 from services.db import UTCDateTime, make_metadata, utcnow
 from services.outbox import OutboxEventMixin, ProcessedEventMixin
 
@@ -21,6 +22,10 @@ class OutboxEvent(OutboxEventMixin, Base):
 
 class ProcessedEvent(ProcessedEventMixin, Base):
     pass
+
+
+class CalendarDay(CalendarDayMixin, Base):
+    """Consult's copy of the administrators' holiday arrangement (from ``calendar.updated`` events)."""
 
 
 class Consultation(Base):

@@ -11,7 +11,9 @@ PUBLIC_FIELDS = frozenset(
         "id", "doc_type", "title", "summary", "body", "url", "published_at",
         "department", "level", "form", "category", "validity",
         "document_number", "written_on", "question", "reply", "received_at", "replied_at",
-        "related",
+        "related", "index_number", "issuer", "category_group", "source", "original_url", "replaced_by",
+        "interpreter_kind", "interpreter_name", "key_points", "text_alternative", "transcript", "media_url",
+        "body_html", "related_interpretations", "attachments",
     }
 )
 """Anything else (a submitter's name or contact, an internal note) is refused."""

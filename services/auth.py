@@ -22,6 +22,7 @@ from flask import Flask, abort, current_app, g, jsonify, redirect, request, sess
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from services.permissions import Grant, Permission, Role, is_allowed
+from services.revocation import RevocationStore, make_revocation_store
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -73,16 +74,33 @@ def issue_token(settings: Settings, identity: StaffIdentity) -> str:
     return _serializer(settings).dumps(payload)
 
 
-def read_token(settings: Settings, token: str, max_age: int) -> StaffIdentity | None:
+def read_token(
+    settings: Settings, token: str, max_age: int, revocations: RevocationStore | None = None
+) -> StaffIdentity | None:
+    """The identity a token carries, or None if it is forged, expired or revoked."""
     try:
-        payload = _serializer(settings).loads(token, max_age=max_age)
+        payload, signed_at = _serializer(settings).loads(token, max_age=max_age, return_timestamp=True)
     except (SignatureExpired, BadSignature):
         return None
     try:
         grants = tuple(Grant(Role(role), department, tuple(scope)) for role, department, scope in payload["g"])
-        return StaffIdentity(payload["u"], payload["n"], payload["d"], grants, payload["s"], payload["k"])
+        identity = StaffIdentity(payload["u"], payload["n"], payload["d"], grants, payload["s"], payload["k"])
     except (KeyError, TypeError, ValueError):
         return None
+    if revocations is not None and revocations.is_revoked(
+        identity.session_id, identity.user_id, signed_at.timestamp()
+    ):
+        return None
+    return identity
+
+
+def revocations() -> RevocationStore:
+    store: RevocationStore | None = current_app.extensions.get("gongkai.revocations")
+    if store is None:
+        settings = _settings()
+        store = make_revocation_store(settings.redis_url, settings.data_dir)
+        current_app.extensions["gongkai.revocations"] = store
+    return store
 
 
 def _settings() -> Settings:
@@ -104,14 +122,14 @@ def current_staff() -> StaffIdentity | None:
     if is_api_request():
         header = request.headers.get("Authorization", "")
         if header.startswith("Bearer "):
-            identity = read_token(settings, header[7:].strip(), settings.api_token_minutes * 60)
+            identity = read_token(settings, header[7:].strip(), settings.api_token_minutes * 60, revocations())
             if identity is not None and identity.kind != "api":
                 identity = None
     else:
         token = session.get(SESSION_KEY)
         last_seen = session.get(LAST_SEEN_KEY, 0)
         if token and time.time() - float(last_seen) <= settings.idle_timeout_minutes * 60:
-            identity = read_token(settings, token, SESSION_MAX_AGE)
+            identity = read_token(settings, token, SESSION_MAX_AGE, revocations())
             if identity is not None and identity.kind == "session":
                 session[LAST_SEEN_KEY] = int(time.time())
             else:
@@ -130,6 +148,12 @@ def start_console_session(identity: StaffIdentity) -> None:
 
 
 def end_console_session() -> None:
+    """Sign out: the session's identity is revoked for every service, not only forgotten here."""
+    token = session.get(SESSION_KEY)
+    if token:
+        identity = read_token(_settings(), token, SESSION_MAX_AGE)
+        if identity is not None:
+            revocations().revoke_session(identity.session_id)
     session.clear()
 
 

@@ -13,6 +13,7 @@ from typing import Any
 import kombu.exceptions
 import redis.exceptions
 from celery import Celery, Task
+from celery.schedules import crontab
 from celery.signals import before_task_publish, task_postrun, task_prerun
 from flask import Flask
 
@@ -24,6 +25,8 @@ TASK_MODULES = (
     "services.tasks",
     "search.tasks",
     "services.identity.tasks",
+    "consult.tasks",
+    "interpret.tasks",
 )
 """Modules whose ``@shared_task`` functions the worker registers."""
 
@@ -74,6 +77,11 @@ def beat_schedule(settings: Settings) -> dict[str, Any]:
     interval = timedelta(seconds=settings.outbox_relay_interval)
     schedule: dict[str, Any] = {
         "prune-audit-log": {"task": "identity.prune_audit", "schedule": timedelta(days=1)},
+        "publish-scheduled-content": {"task": "interpret.publish_due", "schedule": timedelta(seconds=30)},
+        # Monday 09:00 in the app's time zone (Asia/Shanghai): interpretations missing or late, per department.
+        "interpret-coverage-reminders": {
+            "task": "interpret.coverage_reminders", "schedule": crontab(minute=0, hour=9, day_of_week="mon"),
+        },
     }
     for service in SERVICES:
         schedule[f"relay-outbox-{service}"] = {

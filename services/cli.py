@@ -168,6 +168,113 @@ def audit_verify() -> None:
     click.echo(f"audit log intact: {report.checked} entries verified")
 
 
+@main.group("interpret")
+def interpret_group() -> None:
+    """Policies and interpretations (政策解读)."""
+
+
+IMPORT_ERRORS_SHOWN = 100
+
+
+def _import_department(code: str | None) -> str:
+    """The department an import goes to: the one named, which must exist, or the top department."""
+    from sqlalchemy import select
+
+    from services.db import get_database
+    from services.identity.models import Department
+
+    with get_database("identity").transaction() as session:
+        if code is None:
+            top = session.scalar(select(Department.code).where(Department.parent_id.is_(None)).order_by(Department.id))
+            if top is None:
+                raise Failure("no department yet: run `gongkai create-admin` first, or pass --department CODE")
+            return top
+        if session.scalar(select(Department.id).where(Department.code == code, Department.active)) is None:
+            known = session.scalars(select(Department.code).where(Department.active).order_by(Department.code)).all()
+            raise Failure(f"--department {code}: no such active department (known: {', '.join(known) or 'none'})")
+    return code
+
+
+def _print_import_errors(report: Any) -> None:
+    rows = [(str(error.row), error.field, error.message) for error in report.errors]
+    row_width = max(len("row"), *(len(row) for row, _f, _m in rows))
+    field_width = max(len("field"), *(len(field) for _r, field, _m in rows))
+    click.echo(f"{'row':>{row_width}}  {'field':<{field_width}}  problem")
+    for row, field, message in rows[:IMPORT_ERRORS_SHOWN]:
+        click.echo(f"{row:>{row_width}}  {field:<{field_width}}  {message}")
+    if len(rows) > IMPORT_ERRORS_SHOWN:
+        click.echo(f"... and {len(rows) - IMPORT_ERRORS_SHOWN} more problems (--report FILE writes them all)")
+
+
+@interpret_group.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--format", "file_format", type=click.Choice(["csv", "json"]), default=None,
+              help="csv or json (default: the file's extension)")
+@click.option("--department", metavar="CODE", default=None,
+              help="department the policies belong to (default: the top department)")
+@click.option("--published/--draft", default=False, show_default=True,
+              help="import as already published on each row's published_at, or as drafts to be reviewed")
+@click.option("--dry-run", is_flag=True, help="check every row and report; write nothing")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              default=None, help="also write the per-row report (problems, or what became of each row) as CSV")
+@readable_errors
+def interpret_import(
+    file: Path, file_format: str | None, department: str | None, published: bool, dry_run: bool,
+    report_path: Path | None,
+) -> None:
+    """Import policies from a CSV or JSON FILE: every row, or none if any row is bad.
+
+    Runs as the system, not as a staff member: no permission is checked and the policies' author is
+    "system" (staff import through POST /api/interpret/manage/imports, which checks theirs).
+
+    CSV (UTF-8) uses the columns title, issuer, level, body, document_number, category_group, topic,
+    source, written_on, published_at, validity, original_url -- or the gov.cn dataset's Policy, Year,
+    Policy_Content, URL, Scope, Source, whose 文号 is read from the text. JSON is a list of objects
+    with the same names. A row already there (same issuer and 文号, same original address, or same
+    issuer, title and date) is skipped, so running a file twice imports it once.
+
+    When a row is bad, nothing is imported: a table names each row (the CSV header is row 1) and
+    field, and the command exits 1.
+    """
+    from tqdm import tqdm
+
+    from interpret.importing import ImportFileError, format_of, import_policies, parse_rows, write_report_csv
+    from services.db import get_database
+    from services.migrations import migrate_all
+    from services.suite import create_worker_app
+
+    settings = _settings_checked()
+    try:
+        rows = parse_rows(file, format_of(file.name, file_format))
+    except ImportFileError as error:
+        raise Failure(f"{file}: {error}") from None
+    migrate_all(settings)
+    bar: Any = None
+
+    def progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc="导入 importing", unit="row", disable=not sys.stderr.isatty())
+        bar.update(done - bar.n)
+
+    with create_worker_app(settings).app_context():
+        code = _import_department(department)
+        try:
+            with get_database("interpret").transaction() as session:
+                report = import_policies(session, None, code, rows, published=published, progress=progress,
+                                         dry_run=dry_run)
+        finally:
+            if bar is not None:
+                bar.close()
+    if report_path is not None:
+        with report_path.open("w", encoding="utf-8-sig", newline="") as target:
+            write_report_csv(report, target)
+    if not report.ok:
+        _print_import_errors(report)
+        raise Failure(f"{file}: {report.summary()}")
+    click.echo(f"{report.summary()} ({'published' if published else 'drafts'} in {code})")
+
+
 def _celery_for_worker(settings: Settings) -> Any:
     from services.celery_app import make_celery
     from services.suite import create_worker_app

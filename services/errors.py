@@ -18,7 +18,9 @@ from sqlalchemy.exc import OperationalError
 from werkzeug.exceptions import HTTPException
 
 from services.db import DatabaseUnavailable
+from services.permissions import NotPermitted
 from services.searchengine.port import SearchUnavailable
+from services.workflow import TransitionNotAllowed
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +77,47 @@ def _handle_unavailable(what: str, error: Exception) -> Any:
     return _page(503, _("服务暂时不可用"), message)
 
 
+STATE_LABELS = {
+    "draft": "草稿", "submitted": "已提交", "approved": "已审核", "published": "已发布", "withdrawn": "已撤回",
+}
+ACTION_LABELS = {
+    "submit": "提交", "return": "退回", "approve": "审核通过", "publish": "发布", "withdraw": "撤回", "revise": "修订",
+}
+
+
+def _handle_not_permitted(error: NotPermitted) -> Any:
+    """A business rule found the actor lacks the permission in the record's department."""
+    log.info("refused by a business rule: %s", error)
+    message = _("没有权限执行此操作。")
+    if wants_json():
+        return error_response(403, f"{message} / not permitted")
+    return _page(403, _("没有权限"), message)
+
+
+def _handle_transition_not_allowed(error: TransitionNotAllowed) -> Any:
+    """An action the state machine does not allow from the record's current state."""
+    state = STATE_LABELS.get(error.current, error.current)
+    action = ACTION_LABELS.get(error.action, error.action)
+    message = _("当前状态“%(state)s”不能执行“%(action)s”。", state=state, action=action)
+    if wants_json():
+        return error_response(409, f"{message} / cannot {error.action} from state {error.current}")
+    return _page(409, _("操作与当前状态冲突"), message)
+
+
+def _handle_field_problem(error: Exception) -> Any:
+    """Input that breaks a business rule: 422 with field errors, in flask-smorest's shape.
+
+    The exception carries ``errors`` ({field: [messages]}) and optionally ``location``
+    (``json`` unless it says otherwise, e.g. ``files`` for an uploaded file).
+    """
+    errors: dict[str, list[str]] = getattr(error, "errors", {})
+    location: str = getattr(error, "location", "json")
+    message = _("输入有误，请按提示修改。")
+    if wants_json():
+        return error_response(422, f"{message} / invalid input: {error}", {location: errors})
+    return _page(422, _("输入有误"), f"{message} {error}")
+
+
 def _handle_unexpected(error: Exception) -> Any:
     if isinstance(error, HTTPException):
         return _handle_http_exception(error)
@@ -90,4 +133,11 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(SearchUnavailable, lambda e: _handle_unavailable("search", e))
     app.register_error_handler(DatabaseUnavailable, lambda e: _handle_unavailable("database", e))
     app.register_error_handler(OperationalError, lambda e: _handle_unavailable("database", e))
+    app.register_error_handler(NotPermitted, _handle_not_permitted)
+    app.register_error_handler(TransitionNotAllowed, _handle_transition_not_allowed)
+    # Business rules of the interpret service (imported here, not at the top: the platform
+    # does not depend on a service at import time). Subclasses (e.g. a refused attachment) follow.
+    from interpret.workflow import ContentProblem
+
+    app.register_error_handler(ContentProblem, _handle_field_problem)
     app.register_error_handler(Exception, _handle_unexpected)

@@ -9,9 +9,12 @@ from __future__ import annotations
 SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
     "interpret.policy.published": ("search.index_document",),
     "interpret.policy.withdrawn": ("search.remove_document",),
+    "interpret.interpretation.published": ("search.index_document",),
+    "interpret.interpretation.withdrawn": ("search.remove_document",),
     "consult.answer.published": ("search.index_document",),
     "consult.answer.unpublished": ("search.remove_document",),
     "audit.recorded": ("identity.append_audit",),
+    "calendar.updated": ("consult.apply_calendar", "interpret.apply_calendar"),
 }
 
 

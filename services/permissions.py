@@ -72,6 +72,16 @@ class Grant:
     """Codes of that department and every department below it."""
 
 
+class NotPermitted(Exception):
+    """The actor lacks the permission for this department (answered 403)."""
+
+
+def require(grants: Iterable[Grant], permission: Permission, department: str | None = None) -> None:
+    """Raise NotPermitted unless the grants carry the permission; what business rules call."""
+    if not is_allowed(grants, permission, department):
+        raise NotPermitted(f"{permission.value} in {department or 'any department'}")
+
+
 def is_allowed(grants: Iterable[Grant], permission: Permission, department: str | None = None) -> bool:
     """Whether these grants carry ``permission`` (in ``department``, when the action concerns one)."""
     roles = GRANTS[permission]

@@ -17,6 +17,7 @@ SERVICES: tuple[str, ...] = ("identity", "interpret", "consult", "search", "pres
 """Services that own data; each has its own database (SQLite file or PostgreSQL schema)."""
 
 MIN_AUDIT_RETENTION_DAYS = 180
+MAX_INTERPRETATION_LATE_WORKING_DAYS = 60
 
 WEB_APPS: tuple[str, ...] = ("portal", *SERVICES)
 """Flask apps: the portal shell plus one per service."""
@@ -63,6 +64,12 @@ class Settings:
     audit_retention_days: int = 180
     login_rate_limit: str = "10 per minute;100 per hour"
     search_rate_limit: str = "120 per minute"
+    attachment_max_bytes: int = 20 * 1024 * 1024
+    """The largest policy attachment (PDF, Word, image) accepted, in bytes."""
+    interpretation_late_working_days: int = 0
+    """An own-level policy's interpretation is late when published more than this many working days after it."""
+    interpretation_reminder_lookback_days: int = 365
+    """The weekly coverage reminder lists policies still missing an interpretation published within this many days."""
 
     @property
     def rate_limit_storage(self) -> str:
@@ -226,6 +233,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if audit_retention_days < MIN_AUDIT_RETENTION_DAYS:
         raise ConfigError("AUDIT_RETENTION_DAYS", f"must be at least {MIN_AUDIT_RETENTION_DAYS} days")
 
+    late_working_days = _int(env, "INTERPRETATION_LATE_WORKING_DAYS", 0, minimum=0)
+    if late_working_days > MAX_INTERPRETATION_LATE_WORKING_DAYS:
+        raise ConfigError("INTERPRETATION_LATE_WORKING_DAYS",
+                          f"must be at most {MAX_INTERPRETATION_LATE_WORKING_DAYS}, got {late_working_days}")
+
     return Settings(
         data_dir=data_dir,
         environment=environment,
@@ -257,4 +269,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         audit_retention_days=audit_retention_days,
         login_rate_limit=env.get("LOGIN_RATE_LIMIT", "10 per minute;100 per hour"),
         search_rate_limit=env.get("SEARCH_RATE_LIMIT", "120 per minute"),
+        attachment_max_bytes=_int(env, "ATTACHMENT_MAX_BYTES", 20 * 1024 * 1024, minimum=1),
+        interpretation_late_working_days=late_working_days,
+        interpretation_reminder_lookback_days=_int(env, "INTERPRETATION_REMINDER_LOOKBACK_DAYS", 365, minimum=1),
     )

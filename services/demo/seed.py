@@ -110,12 +110,12 @@ def demo_answers() -> Iterator[DemoAnswer]:
         )
 
 
-def seed_demo(app: Flask, progress: bool = True) -> SeedReport:
+def seed_demo(app: Flask, progress: bool = True, department: str = "ORG") -> SeedReport:
     """Load the demo data into interpret and consult unless they already hold data."""
     from consult.models import Consultation
     from consult.workflow import publish_answer, record_answered_consultation
     from interpret.models import Policy
-    from interpret.workflow import create_policy, publish_policy
+    from interpret.workflow import PolicyFields, import_published_policy
 
     report = SeedReport()
     skipped = []
@@ -126,11 +126,11 @@ def seed_demo(app: Flask, progress: bool = True) -> SeedReport:
                 skipped.append("interpret")
             else:
                 for item in tqdm(list(demo_policies()), desc="政策文件 policies", disable=not progress):
-                    policy = create_policy(
-                        session, title=item.title, issuer="国务院", level="国家",
-                        body=item.body, document_number=item.document_number,
+                    fields = PolicyFields(
+                        title=item.title, issuer="国务院", level="国家", body=item.body, department=department,
+                        document_number=item.document_number, category_group="政策文件", source="中国政府网",
                     )
-                    publish_policy(session, policy, at=item.published_at)
+                    import_published_policy(session, fields, item.published_at)
                     report.policies += 1
         consult_db = get_database("consult")
         with consult_db.transaction() as session:

@@ -8,7 +8,7 @@ from services.settings import Settings
 
 
 def create_app(settings: Settings | None = None) -> Flask:
-    from services.identity import admin, api, pages
+    from services.identity import admin, api, calendar_admin, pages
     from services.web import create_service_app
 
     app, rest = create_service_app("identity", __name__, settings=settings, api_title="Gongkai identity 工作人员")
@@ -20,4 +20,5 @@ def create_app(settings: Settings | None = None) -> Flask:
     rest.register_blueprint(api.identity_blp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(calendar_admin.bp)
     return app

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from services.audit import AuditResult
-from services.auth import current_staff, requires
+from services.auth import current_staff, requires, revocations
 from services.db import get_session, utcnow
 from services.identity.accounts import (
     AccountError,
@@ -38,6 +38,12 @@ AUDIT_PAGE_SIZE = 50
 def _acting_user() -> User | None:
     staff = current_staff()
     return get_session("identity").get(User, staff.user_id) if staff else None
+
+
+def _record_user_change(action: str, user_id: int, **detail: Any) -> None:
+    """Audit a change to an account and end its sessions everywhere, so it takes effect at once."""
+    _record(action, "user", user_id, **detail)
+    revocations().revoke_user(user_id)
 
 
 def _record(action: str, object_type: str, object_id: Any, **detail: Any) -> None:
@@ -112,7 +118,7 @@ def add_role(user_id: int) -> Any:
     if department is None:
         return user_detail(user_id, error="请选择部门。", status=400)
     assign_role(db, user, role, department)
-    _record("role.grant", "user", user.id, role=role.value, department=department.code)
+    _record_user_change("role.grant", user.id, role=role.value, department=department.code)
     db.commit()
     return redirect(f"/staff/admin/users/{user.id}")
 
@@ -126,16 +132,19 @@ def remove_role(user_id: int, assignment_id: int) -> Any:
         abort(404)
     detail = {"role": assignment.role, "department": assignment.department.code}
     db.delete(assignment)
-    _record("role.revoke", "user", user_id, **detail)
+    _record_user_change("role.revoke", user_id, **detail)
     db.commit()
     return redirect(f"/staff/admin/users/{user_id}")
 
 
-def _change_user(user_id: int, action: str, change: Callable[[Session, User], None]) -> Any:
+def _change_user(user_id: int, action: str, change: Callable[[Session, User], None], *, revoke: bool) -> Any:
     db = get_session("identity")
     user = _user_or_404(user_id)
     change(db, user)
-    _record(action, "user", user.id)
+    if revoke:
+        _record_user_change(action, user.id)
+    else:
+        _record(action, "user", user.id)
     db.commit()
     return redirect(f"/staff/admin/users/{user.id}")
 
@@ -143,13 +152,13 @@ def _change_user(user_id: int, action: str, change: Callable[[Session, User], No
 @bp.post("/admin/users/<int:user_id>/unlock")
 @requires(Permission.MANAGE_IDENTITY)
 def unlock_user(user_id: int) -> Any:
-    return _change_user(user_id, "user.unlock", unlock)
+    return _change_user(user_id, "user.unlock", unlock, revoke=False)
 
 
 @bp.post("/admin/users/<int:user_id>/reset-totp")
 @requires(Permission.MANAGE_IDENTITY)
 def reset_second_factor(user_id: int) -> Any:
-    return _change_user(user_id, "totp.reset", reset_totp)
+    return _change_user(user_id, "totp.reset", reset_totp, revoke=True)
 
 
 @bp.post("/admin/users/<int:user_id>/password")
@@ -162,7 +171,7 @@ def reset_password(user_id: int) -> Any:
     except AccountError as error:
         db.rollback()
         return user_detail(user_id, error=str(error), status=400)
-    _record("password.reset", "user", user.id)
+    _record_user_change("password.reset", user.id)
     db.commit()
     return redirect(f"/staff/admin/users/{user.id}")
 
@@ -176,7 +185,7 @@ def set_active(user_id: int) -> Any:
     if staff is not None and staff.user_id == user.id:
         return user_detail(user_id, error="不能停用自己的账户。", status=400)
     user.active = request.form.get("active") == "1"
-    _record("user.enable" if user.active else "user.disable", "user", user.id)
+    _record_user_change("user.enable" if user.active else "user.disable", user.id)
     db.commit()
     return redirect(f"/staff/admin/users/{user.id}")
 

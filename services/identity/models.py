@@ -1,4 +1,4 @@
-"""Tables owned by the identity service: departments, staff, roles, sign-in records, the audit log."""
+"""Tables owned by the identity service: departments, staff, roles, sign-in records, the audit log, the calendar."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+from services.calendar import CalendarDayMixin
 from services.db import UTCDateTime, make_metadata, utcnow
 from services.outbox import OutboxEventMixin, ProcessedEventMixin
 
@@ -145,3 +146,7 @@ class AuditHead(Base):
     pruned_before_id: Mapped[int] = mapped_column(Integer, default=0)
     pruned_prev_hash: Mapped[str | None] = mapped_column(String(64))
     note: Mapped[str | None] = mapped_column(Text)
+
+
+class CalendarDay(CalendarDayMixin, Base):
+    """The holiday arrangement (放假/调休上班) administrators enter; the source of ``calendar.updated`` events."""

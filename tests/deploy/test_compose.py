@@ -231,7 +231,7 @@ def test_nginx_bare_section_names_redirect():
 
 def test_nginx_proxy_settings():
     text, _, _ = parse_nginx()
-    assert re.search(r"\bclient_max_body_size\s+20m;", text)
+    assert re.search(r"\bclient_max_body_size\s+25m;", text)
     assert re.search(r"\bgzip\s+on;", text)
     assert "$request_id" in text
     assert re.search(r"proxy_set_header\s+X-Request-ID\s", text)

@@ -32,7 +32,7 @@ from werkzeug.routing import Rule
 from werkzeug.test import Client, TestResponse
 
 from services.auth import AccessRule, access_rule
-from services.permissions import GRANTS, Role
+from services.permissions import GRANTS, Permission, Role
 from services.suite import PathDispatcher, owner_of
 
 from conftest import STAFF_PASSWORD
@@ -53,6 +53,17 @@ STAFF_ONLY_PREFIXES = ("/staff/admin", "/staff/audit", "/api/identity/department
 
 APP_NAMES = ("identity", "interpret", "consult", "search", "press", "portal")
 
+INTERPRET_ACTIONS = ("submit", "return", "approve", "publish", "withdraw", "revise")
+"""The transitions of the interpret staff API, each ``POST /api/interpret/manage/<kind>/<id>/<action>``."""
+
+RECORD_DEPARTMENTS: dict[str, str] = {
+    "policy_draft": "KJTA", "policy_submitted": "KJTA", "staff_attachment": "KJTA",
+    "interpretation_draft": "KJTA", "interpretation_submitted": "KJTA",
+}
+"""Sampled records of department-scoped staff endpoints, and their department. Such an endpoint answers
+404 to a caller its rule lets in but who may not read (``records.read``) the record's department: a record
+outside one's scope is not revealed, not even by a 403."""
+
 SAMPLE_ARGS: dict[str, dict[str, Any]] = {
     "identity_api.department_staff": {"code": "@department"},
     "identity_admin.user_detail": {"user_id": "@user"},
@@ -64,6 +75,29 @@ SAMPLE_ARGS: dict[str, dict[str, Any]] = {
     "identity_admin.set_active": {"user_id": "@user"},
     "interpret_api.get_policy": {"policy_id": "@policy"},
     "interpret_pages.policy": {"policy_id": "@policy"},
+    "interpret_pages.interpretation": {"interpretation_id": "@interpretation"},
+    "interpret_attachments.download": {"attachment_id": "@attachment", "filename": "sample.pdf"},
+    # The staff API, on records of division KJTA (see RECORD_DEPARTMENTS): each sample is chosen so
+    # that the request is refused by the rules or changes nothing (see WRITES).
+    "interpret_api.manage_get_policy": {"policy_id": "@policy_draft"},
+    "interpret_api.manage_update_policy": {"policy_id": "@policy_draft"},
+    "interpret_api.manage_get_interpretation": {"interpretation_id": "@interpretation_draft"},
+    "interpret_api.manage_update_interpretation": {"interpretation_id": "@interpretation_draft"},
+    "interpret_api.manage_link_policy": {"interpretation_id": "@interpretation_draft"},
+    "interpret_api.manage_unlink_policy": {"interpretation_id": "@interpretation_draft", "policy_id": "@policy_draft"},
+    "interpret_api.manage_relate_interpretations": {"interpretation_id": "@interpretation_draft"},
+    # Submitting what is already submitted, every other transition from a draft: 409 (or 422, see WRITES).
+    **{f"interpret_api.manage_{kind}_submit": {f"{kind}_id": f"@{kind}_submitted"}
+       for kind in ("policy", "interpretation")},
+    **{f"interpret_api.manage_{kind}_{action}": {f"{kind}_id": f"@{kind}_draft"}
+       for kind in ("policy", "interpretation") for action in INTERPRET_ACTIONS if action != "submit"},
+    **{f"interpret_api.manage_package_{action}": {"policy_id": "@policy_draft"}
+       for action in ("submit", "approve", "publish")},
+    "interpret_api.manage_list_attachments": {"policy_id": "@policy_submitted"},
+    "interpret_api.manage_upload_attachment": {"policy_id": "@policy_submitted"},
+    **{f"interpret_api.manage_{verb}_attachment": {
+        "policy_id": "@policy_submitted", "attachment_id": "@staff_attachment",
+    } for verb in ("download", "delete")},
     "consult_api.get_answer": {"answer_id": "@answer"},
     "consult_pages.answer": {"answer_id": "@answer"},
     "portal_pages.static": {"filename": "css/site.css"},
@@ -72,7 +106,10 @@ SAMPLE_ARGS: dict[str, dict[str, Any]] = {
 }
 """URL arguments per endpoint. ``@department`` is replaced by each department in turn, ``@user`` and
 ``@assignment`` by a real staff member outside the organisation and one of their roles, ``@policy`` and
-``@answer`` by a published, indexed record: no check here relies on a 404."""
+``@answer`` by a published, indexed record (``@interpretation`` too, linked to ``@policy``), ``@attachment``
+by an attachment of that policy: no check here relies on a 404. The staff API's records (``@policy_draft``
+...) are in division KJTA; outside the caller's read scope they answer 404 by design (see
+:data:`RECORD_DEPARTMENTS`)."""
 
 
 @dataclass(frozen=True)
@@ -132,6 +169,28 @@ WRITES: dict[tuple[str, str], Write] = {
     ("identity_admin.set_active", "POST"): Write({"active": "1"}, Expect(302, "/staff/admin/users/{user}")),
     ("identity_admin.add_department", "POST"): Write({"kind": "no-such-kind"}, Expect(400)),
     ("identity_admin.role_policies", "POST"): Write({}, Expect(302, "/staff/admin/policies")),
+    # interpret staff API: what an actor in the record's division with the rule's permission gets.
+    ("interpret_api.manage_create_policy", "POST"): Write({}, Expect(422)),  # no title, level...
+    ("interpret_api.manage_create_interpretation", "POST"): Write({}, Expect(422)),
+    ("interpret_api.manage_update_policy", "PATCH"): Write({"title": " "}, Expect(422)),  # a name is required
+    ("interpret_api.manage_update_interpretation", "PATCH"): Write({"title": " "}, Expect(422)),
+    ("interpret_api.manage_link_policy", "POST"): Write({"policy_id": "0"}, Expect(422)),  # no such policy
+    ("interpret_api.manage_unlink_policy", "DELETE"): Write({}, Expect(200)),  # not linked: nothing to do
+    ("interpret_api.manage_relate_interpretations", "POST"): Write({"related_id": "0"}, Expect(422)),
+    **{(f"interpret_api.manage_{kind}_{action}", "POST"): Write({}, Expect(409))
+       for kind in ("policy", "interpretation") for action in INTERPRET_ACTIONS
+       if (kind, action) != ("interpretation", "publish")},
+    # Checked before the state: an interpretation needs a policy link to be published.
+    ("interpret_api.manage_interpretation_publish", "POST"): Write({}, Expect(422)),
+    # An own-level policy without interpretations is no package.
+    **{(f"interpret_api.manage_package_{action}", "POST"): Write({}, Expect(422))
+       for action in ("submit", "approve", "publish")},
+    ("interpret_api.manage_upload_attachment", "POST"): Write({}, Expect(422)),  # no file
+    ("interpret_api.manage_delete_attachment", "DELETE"): Write({}, Expect(422)),  # the policy is no draft
+    # No department and no rows: an editor gets as far as the check of the request, which writes nothing.
+    ("interpret_import_api.create_import", "POST"): Write({}, Expect(422), json=True),
+    # A line that is no calendar line: refused, nothing saved.
+    ("identity_calendar.save_calendar", "POST"): Write({"year": "2027", "lines": "not a line"}, Expect(400)),
 }
 """Every non-GET method of every endpoint, with a request safe to send in the (rolled-back) test."""
 
@@ -303,10 +362,11 @@ def actors(suite: dict[str, Flask], org: dict[str, Any]) -> list[Actor]:
 def records(suite: dict[str, Flask], org: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """An outside department and staff member, a published policy and a published answer (indexed)."""
     from consult.workflow import publish_answer, record_answered_consultation
-    from interpret.workflow import create_policy, publish_policy
     from search.tasks import index_document
     from services.db import get_database
     from services.identity.accounts import assign_role, create_department, create_user
+
+    from support.content import published_policy
 
     settings = suite["identity"].extensions["gongkai.settings"]
     with get_database("identity", suite["identity"]).transaction() as session:
@@ -320,11 +380,12 @@ def records(suite: dict[str, Flask], org: dict[str, Any], monkeypatch: pytest.Mo
     for service in ("interpret", "consult"):
         monkeypatch.setattr(get_database(service, suite[service]), "publisher", None)
     with get_database("interpret", suite["interpret"]).transaction() as session:
-        policy = create_policy(session, title="关于授权矩阵测试的通知", issuer="科学技术厅", level="本级",
-                               body="为做好有关工作，现通知如下。")
-        publish_policy(session, policy)
+        policy = published_policy(session, "关于授权矩阵测试的通知", issuer="科学技术厅", level="本级")
         found["policy"] = policy.id
         messages.append(_outbox_message(session, "interpret", policy.id))
+        staff_records, published_messages = _interpret_records(session, suite["interpret"], policy)
+        found.update(staff_records)
+        messages += [message for message in published_messages if message["id"] != messages[0]["id"]]
     with get_database("consult", suite["consult"]).transaction() as session:
         now = datetime.now(UTC)
         answer = record_answered_consultation(
@@ -338,6 +399,55 @@ def records(suite: dict[str, Flask], org: dict[str, Any], monkeypatch: pytest.Mo
         for message in messages:
             assert index_document(message) == "indexed"
     return found
+
+
+def _interpret_records(session: Any, app: Flask, published: Any) -> tuple[dict[str, int], list[dict[str, Any]]]:
+    """A published interpretation of the published policy (with its index events), drafts and submitted
+    items in division KJTA for the interpret staff API, and attachments."""
+    from interpret.attachments import store_blob
+    from interpret.models import Attachment, OutboxEvent
+    from interpret.workflow import (
+        InterpretationFields,
+        PolicyFields,
+        _transition,
+        create_interpretation,
+        create_policy,
+        link_policy,
+        publish,
+        submit,
+    )
+    from services.auth import StaffIdentity
+    from services.permissions import Grant
+
+    author = StaffIdentity(0, "matrix_author", "样例起草人", (Grant(Role.EDITOR, "KJTA", ("KJTA",)),), "x", "api")
+    body = "<p>为做好有关工作，现通知如下。</p>"
+    made: dict[str, Any] = {}
+    bureau_editor = replace(author, grants=(Grant(Role.EDITOR, "KJT", ("KJT", "KJTA", "KJTB")),))
+    made["interpretation"] = create_interpretation(session, bureau_editor, InterpretationFields(
+        title="关于授权矩阵测试的通知的解读", form="文字解读", interpreter_kind="处室", body=body, department="KJT"))
+    link_policy(session, bureau_editor, made["interpretation"], published)
+    for action in ("submit", "approve"):
+        _transition(session, None, made["interpretation"], action)
+    publish(session, None, made["interpretation"])
+    index_events = (session.query(OutboxEvent).filter(OutboxEvent.topic.like("interpret.%.published"))
+                    .order_by(OutboxEvent.created_at).all())
+    messages = [event.as_message() for event in index_events]
+    for state in ("draft", "submitted"):
+        made[f"policy_{state}"] = create_policy(session, author, PolicyFields(
+            title=f"授权矩阵样例文件（{state}）", issuer="科学技术厅", level="本级", body=body, department="KJTA"))
+        made[f"interpretation_{state}"] = create_interpretation(session, author, InterpretationFields(
+            title=f"授权矩阵样例解读（{state}）", form="文字解读", interpreter_kind="处室", body=body,
+            department="KJTA"))
+    submit(session, author, made["policy_submitted"])
+    submit(session, author, made["interpretation_submitted"])
+    pdf = b"%PDF-1.4\n%%EOF\n"
+    digest = store_blob(app.extensions["gongkai.settings"], pdf)
+    for name, owner in (("attachment", published), ("staff_attachment", made["policy_submitted"])):
+        made[name] = Attachment(owner_type="policy", owner_id=owner.id, filename="sample.pdf",
+                                content_type="application/pdf", size=len(pdf), sha256=digest)
+        session.add(made[name])
+    session.flush()
+    return {name: item.id for name, item in made.items()}, messages
 
 
 def _outbox_message(session: Any, service: str, aggregate_id: int) -> dict[str, Any]:
@@ -367,6 +477,23 @@ def permitted(actor: Actor, rule: AccessRule, department: str | None) -> bool:
     return department is None or department in DEPARTMENTS_COVERED[actor.department]
 
 
+def record_department(endpoint: Endpoint) -> str | None:
+    """The department of the department-scoped record an endpoint is sampled with, if any."""
+    for sample in SAMPLE_ARGS.get(endpoint.name, {}).values():
+        if isinstance(sample, str) and sample[1:] in RECORD_DEPARTMENTS:
+            return RECORD_DEPARTMENTS[sample[1:]]
+    return None
+
+
+def hidden_from(actor: Actor, endpoint: Endpoint) -> bool:
+    """Whether the endpoint's sampled record lies outside what the actor may read (answered 404)."""
+    department = record_department(endpoint)
+    if department is None:
+        return False
+    reads = actor.role in GRANTS[Permission.READ_RECORDS] and actor.department is not None
+    return not (reads and department in DEPARTMENTS_COVERED[str(actor.department)])
+
+
 def refused_anonymous(endpoint: Endpoint, path: str) -> Expect:
     if endpoint.is_api:
         return Expect(401)
@@ -381,7 +508,9 @@ def expected_get(endpoint: Endpoint, actor: Actor, department: str | None, path:
         return staff if signed_in else anonymous
     if not signed_in:
         return refused_anonymous(endpoint, path)
-    return Expect(200) if permitted(actor, rule, department) else Expect(403)
+    if not permitted(actor, rule, department):
+        return Expect(403)
+    return Expect(404) if hidden_from(actor, endpoint) else Expect(200)
 
 
 def test_public_expectations_never_refuse_anonymous_visitors() -> None:
@@ -490,8 +619,10 @@ def _check_write(
         expect = write.granted if signed_in else write.anonymous
     elif not signed_in:
         expect = refused_anonymous(endpoint, path)
+    elif not permitted(actor, endpoint.access, department):
+        expect = Expect(403)
     else:
-        expect = write.granted if permitted(actor, endpoint.access, department) else Expect(403)
+        expect = Expect(404) if hidden_from(actor, endpoint) else write.granted
     if endpoint.is_api:
         answer = actor.open(actor.api, method, path, bearer=True, json=write.data)
         form = "api+bearer" if signed_in else "anonymous"

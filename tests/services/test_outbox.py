@@ -8,10 +8,11 @@ from flask import Flask
 from sqlalchemy import func, select
 
 from interpret.models import OutboxEvent, Policy
-from interpret.workflow import create_policy, publish_policy
 from search.models import ProcessedEvent
 from services.db import get_database
 from services.outbox import BrokerUnavailable, first_delivery, pending_count, relay_pending
+
+from support.content import published_policy
 
 
 class RecordingPublisher:
@@ -28,8 +29,7 @@ class RecordingPublisher:
 def _publish_one(app: Flask, title: str = "关于做好住房公积金缴存工作的通知") -> int:
     database = get_database("interpret", app)
     with database.transaction() as session:
-        policy = create_policy(session, title=title, issuer="国务院", level="国家", body="正文")
-        publish_policy(session, policy)
+        policy = published_policy(session, title)
         return policy.id
 
 
@@ -39,9 +39,15 @@ def test_event_and_data_commit_together(suite: dict[str, Flask]) -> None:
     database.publisher = None  # keep the event pending for inspection
     policy_id = _publish_one(app)
     with database.transaction() as session:
-        event = session.scalars(select(OutboxEvent).where(OutboxEvent.aggregate_id == str(policy_id))).one()
+        event = session.scalars(
+            select(OutboxEvent).where(
+                OutboxEvent.aggregate_id == str(policy_id), OutboxEvent.aggregate_type == "policy"
+            )
+        ).one()
+        audited = session.scalars(select(OutboxEvent.aggregate_id).where(OutboxEvent.topic == "audit.recorded")).all()
     assert event.topic == "interpret.policy.published"
-    assert event.aggregate_version == 2
+    assert event.aggregate_version == 1
+    assert audited == ["policy.create", "policy.submit", "policy.approve", "policy.publish"]
     assert event.payload["document"]["title"] == "关于做好住房公积金缴存工作的通知"
     assert event.sent_at is None
 
@@ -51,8 +57,7 @@ def test_a_failed_write_leaves_neither_data_nor_event(suite: dict[str, Flask]) -
 
     def write_then_fail() -> None:
         with database.transaction() as session:
-            policy = create_policy(session, title="不会保存", issuer="国务院", level="国家", body="正文")
-            publish_policy(session, policy)
+            published_policy(session, "不会保存")
             raise RuntimeError("the request failed after the event was written")
 
     with pytest.raises(RuntimeError):
@@ -69,21 +74,26 @@ def test_relay_keeps_events_while_the_broker_is_down_and_sends_them_after(suite:
     for number in range(3):
         _publish_one(app, f"政策{number}")
 
+    events = pending_count(database, OutboxEvent)  # per policy: one index event and four audit entries
+    assert events == 3 * 5
+
     down = RecordingPublisher(fail=True)
     report = relay_pending(database, OutboxEvent, down, min_age=timedelta(0))
     assert (report.sent, report.failed) == (0, 1)
-    assert pending_count(database, OutboxEvent) == 3
+    assert pending_count(database, OutboxEvent) == events
     with database.transaction() as session:
         attempts = session.scalars(select(OutboxEvent.attempts)).all()
         errors = session.scalars(select(OutboxEvent.last_error)).all()
-    assert sorted(attempts) == [0, 0, 1]
+    assert sorted(attempts) == [0] * (events - 1) + [1]
     assert any(error and "connection refused" in error for error in errors)
 
     up = RecordingPublisher()
     report = relay_pending(database, OutboxEvent, up, min_age=timedelta(0))
-    assert report.sent == 3
+    assert report.sent == events
     assert pending_count(database, OutboxEvent) == 0
-    assert [task for task, _, _ in up.sent] == ["search.index_document"] * 3
+    tasks = [task for task, _, _ in up.sent]
+    assert tasks.count("search.index_document") == 3
+    assert tasks.count("identity.append_audit") == 12
     assert relay_pending(database, OutboxEvent, up, min_age=timedelta(0)).sent == 0
 
 
@@ -96,7 +106,7 @@ def test_events_are_sent_right_after_commit_when_the_broker_answers(suite: dict[
         _publish_one(app)
     finally:
         database.publisher = None
-    assert len(publisher.sent) == 1
+    assert len(publisher.sent) == 5
     assert pending_count(database, OutboxEvent) == 0
 
 

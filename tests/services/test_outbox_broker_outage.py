@@ -16,7 +16,6 @@ import pytest
 from sqlalchemy import func, select, update
 
 from interpret.models import OutboxEvent
-from interpret.workflow import create_policy, publish_policy
 from search.models import ProcessedEvent
 from services.db import get_database
 from services.migrations import migrate_all
@@ -26,6 +25,7 @@ from services.searchengine.factory import make_search_engine
 from services.settings import Settings, load_settings
 from services.suite import create_worker_app
 
+from support.content import published_policy
 from support.env import base_env, drop_schemas, subprocess_env, unique_prefix
 from support.servers import RedisProcess
 
@@ -96,12 +96,11 @@ def test_outbox_survives_a_broker_outage(outage_setup, tmp_path: Path) -> None: 
             set_request_id(f"outage-request-{number:04d}")
             began = time.monotonic()
             with interpret_db.transaction() as session:
-                policy = create_policy(session, title=f"关于停电期间第{number}号事项的通知", issuer="国务院",
-                                       level="国家", body="停电期间的安排如下。")
-                publish_policy(session, policy)
+                published_policy(session, f"关于停电期间第{number}号事项的通知")
             write_times.append(time.monotonic() - began)
         set_request_id(None)
-        assert pending_count(interpret_db, OutboxEvent) == EVENTS
+        # Each publication also carries four audit entries (create, submit, approve, publish).
+        assert pending_count(interpret_db, OutboxEvent) == EVENTS * 5
         assert max(write_times) < 1.0, write_times
 
         redis.start()  # same port, empty: nothing was sent while it was down
@@ -127,7 +126,15 @@ def test_outbox_survives_a_broker_outage(outage_setup, tmp_path: Path) -> None: 
         assert processed_again == EVENTS
         assert engine.count(settings.search_alias, "policy") == EVENTS
         document = engine.get_document(settings.search_alias, "policy-1")
-        assert document is not None and document["_version"] == 2
+        assert document is not None and document["_version"] == 1
+
+        # The audit entries travelled the same way: all there, once, and the chain verifies.
+        from services.audit import audit_key, verify_chain
+
+        with get_database("identity", app).transaction() as session:
+            chain = verify_chain(session, audit_key(settings.secret_key))
+        assert chain.ok, chain.reason
+        assert chain.checked == EVENTS * 4
 
         # The request id of the write follows the event into the worker's log.
         assert '"request_id": "outage-request-0000"' in worker_log.read_text()

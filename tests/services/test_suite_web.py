@@ -8,13 +8,13 @@ import pytest
 from flask import Flask
 from werkzeug.test import Client
 
-from interpret.workflow import create_policy, publish_policy
 from search.tasks import index_document
 from services.db import get_database
 from services.searchengine.elastic import ElasticsearchEngine
 from services.settings import SERVICES
 from services.suite import PathDispatcher
 
+from support.content import published_policy
 from support.servers import free_port
 
 
@@ -28,9 +28,9 @@ def publish_and_index(suite: dict[str, Flask], title: str, body: str = "为做�
     database = get_database("interpret", suite["interpret"])
     database.publisher = None
     with database.transaction() as session:
-        policy = create_policy(session, title=title, issuer="国务院办公厅", level="国家", body=body,
-                               document_number="国办发〔2026〕12号")
-        publish_policy(session, policy)
+        policy = published_policy(
+            session, title, issuer="国务院办公厅", body=body, document_number="国办发〔2026〕12号"
+        )
     message = _message_of(suite, policy.id)
     with suite["search"].app_context():
         assert index_document(message) == "indexed"
