@@ -271,13 +271,18 @@ def create_policy(session: Session, actor: StaffIdentity | None, fields: PolicyF
     return policy
 
 
+def _begin_edit(session: Session, actor: StaffIdentity, item: Policy | Interpretation) -> None:
+    """Only drafts are edited; published or withdrawn content is first revised into a new draft version."""
+    require(actor.grants, Permission.DRAFT, item.department)
+    if item.state in (S.PUBLISHED, S.WITHDRAWN):
+        _transition(session, actor, item, "revise")
+    if item.state != S.DRAFT:
+        raise problem("state", "只有草稿可以修改；已提交的请先退回")
+
+
 def update_policy(session: Session, actor: StaffIdentity, policy: Policy, changes: dict[str, Any]) -> Policy:
     """Edit a draft; a published or withdrawn policy is revised into a new draft first."""
-    require(actor.grants, Permission.DRAFT, policy.department)
-    if policy.state in (S.PUBLISHED, S.WITHDRAWN):
-        _transition(session, actor, policy, "revise")
-    if policy.state != S.DRAFT:
-        raise problem("state", "只有草稿可以修改；已提交的请先退回")
+    _begin_edit(session, actor, policy)
     names = PolicyFields.__dataclass_fields__
     fields = PolicyFields(**{name: changes.get(name, getattr(policy, name)) for name in names})
     fields.department = policy.department
@@ -348,11 +353,7 @@ def create_interpretation(session: Session, actor: StaffIdentity, fields: Interp
 def update_interpretation(
     session: Session, actor: StaffIdentity, interpretation: Interpretation, changes: dict[str, Any]
 ) -> Interpretation:
-    require(actor.grants, Permission.DRAFT, interpretation.department)
-    if interpretation.state in (S.PUBLISHED, S.WITHDRAWN):
-        _transition(session, actor, interpretation, "revise")
-    if interpretation.state != S.DRAFT:
-        raise problem("state", "只有草稿可以修改；已提交的请先退回")
+    _begin_edit(session, actor, interpretation)
     names = InterpretationFields.__dataclass_fields__
     fields = InterpretationFields(**{name: changes.get(name, getattr(interpretation, name)) for name in names})
     fields.department = interpretation.department
