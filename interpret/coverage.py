@@ -627,9 +627,8 @@ def send_coverage_reminders(
     the week's number is in the outbox) is skipped, so running twice in a week sends nothing more.
     Each reminder is audited. Returns the reminders sent by this run.
 
-    Who reads them: the event is in the outbox for a subscriber; e-mail delivery to the
-    department's staff comes with the notifications work (SMTP, issue 5), until then the dashboard
-    shows the same lists.
+    Who reads them: identity's ``identity.deliver_coverage_reminder`` e-mails each event to the
+    department's editors and reviewers (when ``SMTP_HOST`` is set); the dashboard shows the same lists.
     """
     if late_working_days is None or lookback_days is None:
         settings = configured_settings()

@@ -15,6 +15,7 @@ SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
     "consult.answer.unpublished": ("search.remove_document",),
     "audit.recorded": ("identity.append_audit",),
     "calendar.updated": ("consult.apply_calendar", "interpret.apply_calendar"),
+    "interpret.coverage.reminder": ("identity.deliver_coverage_reminder",),
 }
 
 

@@ -70,6 +70,15 @@ class Settings:
     """An own-level policy's interpretation is late when published more than this many working days after it."""
     interpretation_reminder_lookback_days: int = 365
     """The weekly coverage reminder lists policies still missing an interpretation published within this many days."""
+    smtp_host: str | None = None
+    """The SMTP server for notification e-mail; unset means e-mail is disabled (tasks skip and log a warning)."""
+    smtp_port: int = 25
+    smtp_username: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "gongkai@localhost"
+    public_base_url: str = "http://127.0.0.1:8000"
+    """Where staff reach the suite; links in e-mails start with it (no trailing slash)."""
 
     @property
     def rate_limit_storage(self) -> str:
@@ -238,6 +247,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         raise ConfigError("INTERPRETATION_LATE_WORKING_DAYS",
                           f"must be at most {MAX_INTERPRETATION_LATE_WORKING_DAYS}, got {late_working_days}")
 
+    smtp_port = _int(env, "SMTP_PORT", 25, minimum=1)
+    if smtp_port > 65535:
+        raise ConfigError("SMTP_PORT", f"must be at most 65535, got {smtp_port}")
+    public_base_url = _check_url("PUBLIC_BASE_URL", _optional(env, "PUBLIC_BASE_URL") or "http://127.0.0.1:8000",
+                                 {"http", "https"}).rstrip("/")
+
     return Settings(
         data_dir=data_dir,
         environment=environment,
@@ -272,4 +287,11 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         attachment_max_bytes=_int(env, "ATTACHMENT_MAX_BYTES", 20 * 1024 * 1024, minimum=1),
         interpretation_late_working_days=late_working_days,
         interpretation_reminder_lookback_days=_int(env, "INTERPRETATION_REMINDER_LOOKBACK_DAYS", 365, minimum=1),
+        smtp_host=_optional(env, "SMTP_HOST"),
+        smtp_port=smtp_port,
+        smtp_username=_optional(env, "SMTP_USERNAME"),
+        smtp_password=_optional(env, "SMTP_PASSWORD"),
+        smtp_starttls=_bool(env, "SMTP_STARTTLS", False),
+        mail_from=_optional(env, "MAIL_FROM") or "gongkai@localhost",
+        public_base_url=public_base_url,
     )

@@ -1,15 +1,29 @@
-"""Identity tasks: appending other services' audit entries to the chain."""
+"""Identity tasks: appending other services' audit entries to the chain, e-mailing staff reminders."""
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from celery import shared_task
 from flask import current_app
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from services.audit import AuditRecord, append_entry, audit_key, prune_before
 from services.db import get_database
+from services.identity.models import Department, ProcessedEvent, RoleAssignment, User
+from services.mail import MailUnavailable, send_mail
+from services.outbox import first_delivery
+from services.permissions import Role
+from services.settings import Settings
+
+log = logging.getLogger(__name__)
+
+REMINDER_ROLES = (Role.EDITOR, Role.REVIEWER)
+"""Who receives a department's coverage reminder (a role held in a parent department counts too)."""
 
 
 @shared_task(name="identity.append_audit", acks_late=True, autoretry_for=(Exception,), retry_backoff=2,
@@ -31,3 +45,98 @@ def prune_audit() -> int:
     settings = current_app.extensions["gongkai.settings"]
     with get_database("identity").transaction() as session:
         return prune_before(session, settings.audit_retention_days)
+
+
+def reminder_recipients(session: Session, department_code: str) -> list[str]:
+    """E-mail addresses of active users holding a reminder role in the department or any department above it."""
+    department = session.scalar(select(Department).where(Department.code == department_code))
+    ancestor_ids: list[int] = []
+    while department is not None and department.id not in ancestor_ids:
+        ancestor_ids.append(department.id)
+        department = session.get(Department, department.parent_id) if department.parent_id is not None else None
+    if not ancestor_ids:
+        return []
+    emails = session.scalars(
+        select(User.email).distinct()
+        .join(RoleAssignment, RoleAssignment.user_id == User.id)
+        .join(Department, Department.id == RoleAssignment.department_id)
+        .where(RoleAssignment.department_id.in_(ancestor_ids), Department.active.is_(True),
+               RoleAssignment.role.in_([role.value for role in REMINDER_ROLES]),
+               User.active.is_(True), User.email.is_not(None), User.email != "")
+    )
+    return sorted({email.strip() for email in emails if email and email.strip()})
+
+
+def _week_label(week: str) -> str:
+    """``"2026-W43"`` → ``"2026年第43"`` (the subject adds ``周``)."""
+    year, _, number = week.partition("-W")
+    return f"{year}年第{int(number)}" if year.isdigit() and number.isdigit() else f"第{week}"
+
+
+def coverage_reminder_mail(settings: Settings, payload: dict[str, Any]) -> tuple[str, str]:
+    """The subject and plain-text body of a department's weekly coverage reminder."""
+    department = str(payload["department"])
+    count = int(payload.get("missing_count", 0)) + int(payload.get("late_count", 0))
+    subject = f"【政策解读提醒】{department} {_week_label(str(payload['week']))}周：{count} 件本级政策缺少或逾期解读"
+    base = settings.public_base_url.rstrip("/")
+    lines = [f"{department} 本级政策解读情况（{payload['week']}，生成于 {payload.get('generated_on', '')}）：", ""]
+
+    def item_line(item: dict[str, Any]) -> str:
+        index = item.get("index_number") or "无索引号"
+        line = f"- {item['title']}（索引号：{index}；发布于 {item.get('published_on', '')}）"
+        return line + (f"\n  {base}{item['url']}" if item.get("url") else "")
+
+    missing, late = payload.get("missing") or [], payload.get("late") or []
+    if missing:
+        period = payload.get("missing_period") or {}
+        lines.append(f"缺少解读（{payload.get('missing_count', len(missing))} 件，"
+                     f"{period.get('start', '')} 至 {period.get('end', '')} 发布）：")
+        lines.extend(item_line(item) for item in missing)
+        lines.append("")
+    if late:
+        period = payload.get("late_period") or {}
+        lines.append(f"逾期解读（{payload.get('late_count', len(late))} 件，"
+                     f"解读于 {period.get('start', '')} 至 {period.get('end', '')} 发布，"
+                     f"超过 {payload.get('late_working_days', 0)} 个工作日）：")
+        lines.extend(
+            item_line(item) + f"\n  解读发布于 {item.get('interpreted_on', '')}，"
+                              f"逾期 {item.get('working_days_late', '')} 个工作日"
+            for item in late
+        )
+        lines.append("")
+    if payload.get("truncated"):
+        lines.extend(["（清单过长，仅列出部分，完整清单见工作台。）", ""])
+    lines.append(f"查看工作台：{base}/interpret/dashboard?{urlencode({'department': department})}")
+    lines.extend(["", "此邮件由政务公开系统自动发送，请勿直接回复。"])
+    return subject, "\n".join(lines) + "\n"
+
+
+@shared_task(name="identity.deliver_coverage_reminder", acks_late=True, autoretry_for=(MailUnavailable,),
+             retry_backoff=2, retry_backoff_max=600, max_retries=None)
+def deliver_coverage_reminder(event: dict[str, Any]) -> str:
+    """E-mail interpret's weekly ``interpret.coverage.reminder`` to the department's editors and reviewers.
+
+    One message to all of them, sent inside the event's ``first_delivery`` so a redelivered event
+    sends nothing more (a crash between sending and the commit can still send it twice). The SMTP
+    server being unreachable rolls back and retries with backoff; with ``SMTP_HOST`` unset the event
+    is recorded as processed, skipped with one warning.
+    """
+    payload = event["payload"]
+    department = str(payload["department"])
+    settings: Settings = current_app.extensions["gongkai.settings"]
+    consumer = "identity.deliver_coverage_reminder"
+    with first_delivery(get_database("identity"), ProcessedEvent, consumer, event["id"]) as session:
+        if session is None:
+            return "duplicate"
+        if not settings.smtp_host:
+            log.warning("coverage reminder for %s (%s) not e-mailed: SMTP_HOST is not set", department,
+                        payload.get("week"))
+            return "skipped: e-mail disabled"
+        recipients = reminder_recipients(session, department)
+        if not recipients:
+            log.info("coverage reminder for %s (%s): no editor or reviewer with an e-mail address",
+                     department, payload.get("week"))
+            return "skipped: no recipients"
+        subject, body = coverage_reminder_mail(settings, payload)
+        send_mail(settings, recipients, subject, body)
+        return f"sent to {len(recipients)}"

@@ -101,7 +101,7 @@ def test_outbox_survives_a_broker_outage(outage_setup, tmp_path: Path) -> None: 
         set_request_id(None)
         # Each publication also carries four audit entries (create, submit, approve, publish).
         assert pending_count(interpret_db, OutboxEvent) == EVENTS * 5
-        assert max(write_times) < 1.0, write_times
+        assert max(write_times) < 2.0, write_times  # a send that retried would stall 2 s or more
 
         redis.start()  # same port, empty: nothing was sent while it was down
         waited = wait_for(lambda: pending_count(interpret_db, OutboxEvent) == 0, 60, "the relay to send every event")
