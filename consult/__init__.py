@@ -13,5 +13,8 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     app, rest = create_service_app("consult", __name__, settings=settings, api_title="Gongkai consult 咨询回复")
     rest.register_blueprint(api.blp)
+    limiter = app.extensions["gongkai.limiter"]
+    limiter.limit(app.extensions["gongkai.settings"].classify_rate_limit)(api.classify_blp)
+    rest.register_blueprint(api.classify_blp)
     app.register_blueprint(pages.bp)
     return app

@@ -423,5 +423,38 @@ def up(seed: bool, ready_timeout: float) -> None:
     click.echo("stopped.")
 
 
+@main.command("train-router")
+@click.argument("csv_files", metavar="CSV...", nargs=-1, required=True,
+                type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--folds", default=5, show_default=True, type=click.IntRange(min=2),
+              help="stratified cross-validation folds of the evaluation")
+@click.option("--no-install", is_flag=True, help="evaluate and train only; leave the active model as it is")
+@readable_errors
+def train_router_command(csv_files: tuple[Path, ...], folds: int, no_install: bool) -> None:
+    """Train the consultation router from labelled CSV files and install it as the new version.
+
+    Each CSV has a header with a `label` column (also 一级分类, 类别) and either `text` (also 留言详情,
+    内容; a `title`/留言主题 column is put before it) or `tokens` (space-separated, already segmented).
+    """
+    from consult.routing import RoutingError, format_report, install_router, read_labelled_csv, train_router
+
+    settings = _settings_checked()
+    rows: list[Any] = []
+    try:
+        for path in csv_files:
+            file_rows, columns = read_labelled_csv(path)
+            click.echo(f"{path}: {len(file_rows)} rows ({columns.describe()})")
+            rows.extend(file_rows)
+        router, report = train_router(rows, folds=folds, threshold=settings.router_confidence_threshold)
+    except RoutingError as error:
+        raise Failure(str(error)) from None
+    click.echo(format_report(report))
+    if no_install:
+        click.echo("not installed (--no-install)")
+        return
+    path = install_router(router, settings.data_dir)
+    click.echo(f"installed router model {path.name} (version {router.metadata['version']}) in {path.parent}")
+
+
 if __name__ == "__main__":
     main()

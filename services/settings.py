@@ -64,6 +64,12 @@ class Settings:
     audit_retention_days: int = 180
     login_rate_limit: str = "10 per minute;100 per hour"
     search_rate_limit: str = "120 per minute"
+    classify_rate_limit: str = "60 per minute"
+    """Per client address, for the public ``POST /api/consult/classify``."""
+    router_confidence_threshold: float = 0.6
+    """A consultation whose predicted category is at least this confident is assigned automatically."""
+    router_departments_file: Path | None = None
+    """The category -> department table (CSV); unset: ``consult/data/category_departments.csv``."""
     attachment_max_bytes: int = 20 * 1024 * 1024
     """The largest policy attachment (PDF, Word, image) accepted, in bytes."""
     interpretation_late_working_days: int = 0
@@ -253,6 +259,14 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     public_base_url = _check_url("PUBLIC_BASE_URL", _optional(env, "PUBLIC_BASE_URL") or "http://127.0.0.1:8000",
                                  {"http", "https"}).rstrip("/")
 
+    router_confidence_threshold = _float(env, "ROUTER_CONFIDENCE_THRESHOLD", 0.6)
+    if not 0.0 <= router_confidence_threshold <= 1.0:
+        raise ConfigError("ROUTER_CONFIDENCE_THRESHOLD", f"must be between 0 and 1, got {router_confidence_threshold}")
+    departments_file = _optional(env, "ROUTER_DEPARTMENTS_FILE")
+    router_departments_file = Path(departments_file).expanduser().resolve() if departments_file else None
+    if router_departments_file is not None and not router_departments_file.is_file():
+        raise ConfigError("ROUTER_DEPARTMENTS_FILE", f"no such file: {departments_file}")
+
     return Settings(
         data_dir=data_dir,
         environment=environment,
@@ -284,6 +298,9 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         audit_retention_days=audit_retention_days,
         login_rate_limit=env.get("LOGIN_RATE_LIMIT", "10 per minute;100 per hour"),
         search_rate_limit=env.get("SEARCH_RATE_LIMIT", "120 per minute"),
+        classify_rate_limit=env.get("CLASSIFY_RATE_LIMIT", "60 per minute"),
+        router_confidence_threshold=router_confidence_threshold,
+        router_departments_file=router_departments_file,
         attachment_max_bytes=_int(env, "ATTACHMENT_MAX_BYTES", 20 * 1024 * 1024, minimum=1),
         interpretation_late_working_days=late_working_days,
         interpretation_reminder_lookback_days=_int(env, "INTERPRETATION_REMINDER_LOOKBACK_DAYS", 365, minimum=1),

@@ -147,6 +147,8 @@ class Write:
 
 WRITES: dict[tuple[str, str], Write] = {
     ("auth_api.create_token", "POST"): Write({}, Expect(422), anonymous=Expect(422), json=True),
+    # Public and rate-limited; no text is refused before any model is needed.
+    ("consult_classify.classify", "POST"): Write({}, Expect(422), anonymous=Expect(422), json=True),
     ("identity_pages.login", "POST"): Write({}, Expect(400), anonymous=Expect(400)),
     ("identity_pages.login_second_factor", "POST"): Write(
         {"code": "000000"}, Expect(302, "/staff/login"), anonymous=Expect(302, "/staff/login")
