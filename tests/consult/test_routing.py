@@ -37,7 +37,10 @@ LABELS = {"城乡建设", "劳动和社会保障", "教育文体", "商贸旅游
 MACRO_F1_FLOOR = 0.7
 """Measured 0.80-0.82 on this 600-row sample with 3 folds (0.89 on all 1813 rows with 5 folds)."""
 
-pytestmark = pytest.mark.skipif(not RAW.is_file(), reason=f"labelled data not found at {SHARED_DATA}")
+# CI always has shared/ beside the clone: there a missing file fails the tests instead of skipping them.
+pytestmark = pytest.mark.skipif(
+    not RAW.is_file() and not os.environ.get("CI"), reason=f"labelled data not found at {SHARED_DATA}"
+)
 
 
 def stratified_sample(rows: list, per_class: int, seed: int = 0) -> list:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import csv
 import datetime as dt
+import os
 import re
 import unicodedata
 from pathlib import Path
@@ -311,7 +312,9 @@ def test_any_text_redacts_without_error_and_outside_findings_stays_intact(text: 
 # --------------------------------------------------------------------- the real messages
 
 
-@pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="shared/data is not beside the repository")
+@pytest.mark.skipif(  # CI always has shared/ beside the clone: there a missing folder fails instead
+    not SHARED_DATA.is_dir() and not os.environ.get("CI"), reason="shared/data is not beside the repository"
+)
 @pytest.mark.parametrize("file_name", ["messages_with_likes.csv", "messages_with_replies.csv"])
 def test_real_messages_keep_no_mobile_or_id_number_after_redaction(file_name: str) -> None:
     counts: collections.Counter[str] = collections.Counter()
