@@ -33,7 +33,9 @@ from services.auth import StaffIdentity
 from services.db import utcnow
 from services.outbox import emit
 from services.permissions import Permission, require
+from services.workflow import ContentProblem as ContentProblem
 from services.workflow import StateMachine
+from services.workflow import problem as problem
 
 
 class ContentState(StrEnum):
@@ -83,18 +85,6 @@ ALLOWED_TAGS = {
 ALLOWED_ATTRIBUTES: dict[str, frozenset[str]] = {
     "a": frozenset({"href", "title"}), "td": frozenset({"colspan", "rowspan"}), "th": frozenset({"colspan", "rowspan"}),
 }
-
-
-class ContentProblem(Exception):
-    """Input that breaks a rule; ``errors`` maps field names to messages (answered 422)."""
-
-    def __init__(self, errors: dict[str, list[str]]) -> None:
-        super().__init__("; ".join(f"{field}: {' '.join(messages)}" for field, messages in errors.items()))
-        self.errors = errors
-
-
-def problem(field: str, message: str) -> ContentProblem:
-    return ContentProblem({field: [message]})
 
 
 def sanitise_html(html: str) -> str:

@@ -79,6 +79,7 @@ def beat_schedule(settings: Settings) -> dict[str, Any]:
         "prune-audit-log": {"task": "identity.prune_audit", "schedule": timedelta(days=1)},
         "publish-scheduled-content": {"task": "interpret.publish_due", "schedule": timedelta(seconds=30)},
         # Monday 09:00 in the app's time zone (Asia/Shanghai): interpretations missing or late, per department.
+        "consult-deadline-sweep": {"task": "consult.sweep_deadlines", "schedule": crontab(minute=5)},
         "interpret-coverage-reminders": {
             "task": "interpret.coverage_reminders", "schedule": crontab(minute=0, hour=9, day_of_week="mon"),
         },

@@ -20,7 +20,7 @@ from werkzeug.exceptions import HTTPException
 from services.db import DatabaseUnavailable
 from services.permissions import NotPermitted
 from services.searchengine.port import SearchUnavailable
-from services.workflow import TransitionNotAllowed
+from services.workflow import ContentProblem, TransitionNotAllowed
 
 log = logging.getLogger(__name__)
 
@@ -96,8 +96,8 @@ def _handle_not_permitted(error: NotPermitted) -> Any:
 
 def _handle_transition_not_allowed(error: TransitionNotAllowed) -> Any:
     """An action the state machine does not allow from the record's current state."""
-    state = STATE_LABELS.get(error.current, error.current)
-    action = ACTION_LABELS.get(error.action, error.action)
+    state = error.current_label or STATE_LABELS.get(error.current, error.current)
+    action = error.action_label or ACTION_LABELS.get(error.action, error.action)
     message = _("当前状态“%(state)s”不能执行“%(action)s”。", state=state, action=action)
     if wants_json():
         return error_response(409, f"{message} / cannot {error.action} from state {error.current}")
@@ -135,9 +135,6 @@ def register_error_handlers(app: Flask) -> None:
     app.register_error_handler(OperationalError, lambda e: _handle_unavailable("database", e))
     app.register_error_handler(NotPermitted, _handle_not_permitted)
     app.register_error_handler(TransitionNotAllowed, _handle_transition_not_allowed)
-    # Business rules of the interpret service (imported here, not at the top: the platform
-    # does not depend on a service at import time). Subclasses (e.g. a refused attachment) follow.
-    from interpret.workflow import ContentProblem
-
+    # Business rules of every service raise ContentProblem (subclasses, e.g. a refused attachment, follow).
     app.register_error_handler(ContentProblem, _handle_field_problem)
     app.register_error_handler(Exception, _handle_unexpected)

@@ -16,6 +16,11 @@ SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
     "audit.recorded": ("identity.append_audit",),
     "calendar.updated": ("consult.apply_calendar", "interpret.apply_calendar"),
     "interpret.coverage.reminder": ("identity.deliver_coverage_reminder",),
+    "consult.reply.sent": ("consult.notify_asker",),
+    "consult.consultation.request_info": ("consult.notify_asker",),
+    "consult.deadline.reminder": ("identity.deliver_consult_alert",),
+    "consult.deadline.escalation": ("identity.deliver_consult_alert",),
+    "consult.deadline.alarm": ("identity.deliver_consult_alert",),
 }
 
 

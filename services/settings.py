@@ -85,6 +85,22 @@ class Settings:
     mail_from: str = "gongkai@localhost"
     public_base_url: str = "http://127.0.0.1:8000"
     """Where staff reach the suite; links in e-mails start with it (no trailing slash)."""
+    consult_intake_department: str = "ORG"
+    """Where consultations the router is unsure about wait for a dispatcher (a department code)."""
+    consult_accept_working_days: int = 1
+    """Working days to accept (受理) a consultation, unless its category says otherwise."""
+    consult_reply_working_days: int = 5
+    """Working days from acceptance to the reply, unless its category says otherwise."""
+    consult_reopen_days: int = 15
+    """Calendar days after a reply during which a dissatisfied asker may reopen the case (once)."""
+    consult_submit_rate_limit: str = "10 per minute;200 per day"
+    """Per client address, for public submissions (and the other asker actions)."""
+    consult_track_rate_limit: str = "60 per minute"
+    """Per client address, for looking up a consultation with its query code (guessing codes stays slow)."""
+    consult_alarm_days: int = 60
+    """A consultation unanswered this many calendar days after receipt raises an alarm."""
+    consult_sensitive_words_file: Path | None = None
+    """Words that flag a submission for review (one per line); unset: ``consult/data/sensitive_words.txt``."""
 
     @property
     def rate_limit_storage(self) -> str:
@@ -267,6 +283,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
     if router_departments_file is not None and not router_departments_file.is_file():
         raise ConfigError("ROUTER_DEPARTMENTS_FILE", f"no such file: {departments_file}")
 
+    sensitive_file = _optional(env, "CONSULT_SENSITIVE_WORDS_FILE")
+    consult_sensitive_words_file = Path(sensitive_file).expanduser().resolve() if sensitive_file else None
+    if consult_sensitive_words_file is not None and not consult_sensitive_words_file.is_file():
+        raise ConfigError("CONSULT_SENSITIVE_WORDS_FILE", f"no such file: {sensitive_file}")
+    consult_accept_working_days = _int(env, "CONSULT_ACCEPT_WORKING_DAYS", 1, minimum=1)
+    consult_reply_working_days = _int(env, "CONSULT_REPLY_WORKING_DAYS", 5, minimum=1)
+    for name, value in (("CONSULT_ACCEPT_WORKING_DAYS", consult_accept_working_days),
+                        ("CONSULT_REPLY_WORKING_DAYS", consult_reply_working_days)):
+        if value > 60:
+            raise ConfigError(name, f"must be at most 60 working days, got {value}")
+
     return Settings(
         data_dir=data_dir,
         environment=environment,
@@ -311,4 +338,12 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         smtp_starttls=_bool(env, "SMTP_STARTTLS", False),
         mail_from=_optional(env, "MAIL_FROM") or "gongkai@localhost",
         public_base_url=public_base_url,
+        consult_intake_department=(_optional(env, "CONSULT_INTAKE_DEPARTMENT") or "ORG").upper(),
+        consult_accept_working_days=consult_accept_working_days,
+        consult_reply_working_days=consult_reply_working_days,
+        consult_reopen_days=_int(env, "CONSULT_REOPEN_DAYS", 15, minimum=1),
+        consult_submit_rate_limit=env.get("CONSULT_SUBMIT_RATE_LIMIT", "10 per minute;200 per day"),
+        consult_track_rate_limit=env.get("CONSULT_TRACK_RATE_LIMIT", "60 per minute"),
+        consult_alarm_days=_int(env, "CONSULT_ALARM_DAYS", 60, minimum=1),
+        consult_sensitive_words_file=consult_sensitive_words_file,
     )

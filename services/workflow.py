@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Generic, TypeVar
 
@@ -11,11 +11,14 @@ S = TypeVar("S", bound=StrEnum)
 
 
 class TransitionNotAllowed(Exception):
-    def __init__(self, machine: str, current: str, action: str) -> None:
+    def __init__(self, machine: str, current: str, action: str, current_label: str | None = None,
+                 action_label: str | None = None) -> None:
         super().__init__(f"{machine}: cannot {action} from state {current}")
         self.machine = machine
         self.current = current
         self.action = action
+        self.current_label = current_label
+        self.action_label = action_label
 
 
 @dataclass(frozen=True)
@@ -23,15 +26,34 @@ class StateMachine(Generic[S]):
     name: str
     transitions: Mapping[str, tuple[frozenset[S], S]]
     """action -> (states it may start from, state it leads to)"""
+    state_labels: Mapping[str, str] = field(default_factory=dict)
+    action_labels: Mapping[str, str] = field(default_factory=dict)
+    """What people read in a refusal (当前状态“审核中”不能执行“公开答复”)."""
+
+    def _refusal(self, current: S, action: str) -> TransitionNotAllowed:
+        return TransitionNotAllowed(self.name, current.value, action, self.state_labels.get(current.value),
+                                    self.action_labels.get(action))
 
     def target(self, current: S, action: str) -> S:
         try:
             sources, target = self.transitions[action]
         except KeyError:
-            raise TransitionNotAllowed(self.name, current.value, action) from None
+            raise self._refusal(current, action) from None
         if current not in sources:
-            raise TransitionNotAllowed(self.name, current.value, action)
+            raise self._refusal(current, action)
         return target
 
     def allowed_actions(self, current: S) -> list[str]:
         return [action for action, (sources, _) in self.transitions.items() if current in sources]
+
+
+class ContentProblem(Exception):
+    """Input that breaks a business rule; ``errors`` maps field names to messages (answered 422)."""
+
+    def __init__(self, errors: dict[str, list[str]]) -> None:
+        super().__init__("; ".join(f"{field}: {' '.join(messages)}" for field, messages in errors.items()))
+        self.errors = errors
+
+
+def problem(field: str, message: str) -> ContentProblem:
+    return ContentProblem({field: [message]})

@@ -47,8 +47,9 @@ def prune_audit() -> int:
         return prune_before(session, settings.audit_retention_days)
 
 
-def reminder_recipients(session: Session, department_code: str) -> list[str]:
-    """E-mail addresses of active users holding a reminder role in the department or any department above it."""
+def reminder_recipients(session: Session, department_code: str,
+                        roles: tuple[Role, ...] = REMINDER_ROLES) -> list[str]:
+    """E-mail addresses of active users holding one of ``roles`` in the department or any department above it."""
     department = session.scalar(select(Department).where(Department.code == department_code))
     ancestor_ids: list[int] = []
     while department is not None and department.id not in ancestor_ids:
@@ -61,7 +62,7 @@ def reminder_recipients(session: Session, department_code: str) -> list[str]:
         .join(RoleAssignment, RoleAssignment.user_id == User.id)
         .join(Department, Department.id == RoleAssignment.department_id)
         .where(RoleAssignment.department_id.in_(ancestor_ids), Department.active.is_(True),
-               RoleAssignment.role.in_([role.value for role in REMINDER_ROLES]),
+               RoleAssignment.role.in_([role.value for role in roles]),
                User.active.is_(True), User.email.is_not(None), User.email != "")
     )
     return sorted({email.strip() for email in emails if email and email.strip()})
@@ -138,5 +139,56 @@ def deliver_coverage_reminder(event: dict[str, Any]) -> str:
                      department, payload.get("week"))
             return "skipped: no recipients"
         subject, body = coverage_reminder_mail(settings, payload)
+        send_mail(settings, recipients, subject, body)
+        return f"sent to {len(recipients)}"
+
+
+CONSULT_ALERT_ROLES: dict[str, tuple[Role, ...]] = {
+    "reminder": (Role.DISPATCHER,),
+    "escalation": (Role.REVIEWER,),
+    "alarm": (Role.REVIEWER, Role.DISCLOSURE_OFFICE),
+}
+"""Who hears of a consultation's deadline: the handler (or, with none yet, the dispatchers) before it,
+the department's reviewers once it has passed, reviewers and the disclosure office at the 60-day alarm."""
+
+CONSULT_ALERT_SUBJECTS = {
+    "reminder": "【咨询办理提醒】{number} 期限 {due} 将至",
+    "escalation": "【咨询逾期】{number} 已超过期限 {due}",
+    "alarm": "【咨询告警】{number} 长期未答复",
+}
+
+
+def consult_alert_recipients(session: Session, kind: str, department: str, handler_id: int | None) -> list[str]:
+    if kind == "reminder" and handler_id is not None:
+        handler = session.get(User, handler_id)
+        if handler is not None and handler.active and handler.email and handler.email.strip():
+            return [handler.email.strip()]
+    return reminder_recipients(session, department, CONSULT_ALERT_ROLES[kind])
+
+
+@shared_task(name="identity.deliver_consult_alert", acks_late=True, autoretry_for=(MailUnavailable,),
+             retry_backoff=2, retry_backoff_max=600, max_retries=None)
+def deliver_consult_alert(event: dict[str, Any]) -> str:
+    """E-mail consult's ``consult.deadline.*`` events to the staff concerned (once per event)."""
+    payload = event["payload"]
+    kind = str(payload["kind"])
+    consultation = payload["consultation"]
+    settings: Settings = current_app.extensions["gongkai.settings"]
+    with first_delivery(get_database("identity"), ProcessedEvent, "identity.deliver_consult_alert",
+                        event["id"]) as session:
+        if session is None:
+            return "duplicate"
+        if not settings.smtp_host:
+            log.warning("consult %s for %s not e-mailed: SMTP_HOST is not set", kind, consultation["tracking_number"])
+            return "skipped: e-mail disabled"
+        recipients = consult_alert_recipients(session, kind, str(payload["department"]), payload.get("handler_id"))
+        if not recipients:
+            log.info("consult %s for %s: nobody with an e-mail address", kind, consultation["tracking_number"])
+            return "skipped: no recipients"
+        base = settings.public_base_url.rstrip("/")
+        subject = CONSULT_ALERT_SUBJECTS[kind].format(number=consultation["tracking_number"], due=payload.get("due"))
+        body = (f"{consultation['title']}\n受理编号：{consultation['tracking_number']}\n"
+                f"部门：{payload['department']}\n期限：{payload.get('due') or '—'}\n\n"
+                f"办理页面：{base}/consult/staff/{consultation['id']}\n\n此邮件由政务公开系统自动发送，请勿直接回复。\n")
         send_mail(settings, recipients, subject, body)
         return f"sent to {len(recipients)}"

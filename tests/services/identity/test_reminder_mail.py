@@ -2,44 +2,25 @@
 
 from __future__ import annotations
 
-import email
-import email.policy
 import logging
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
-from email.message import EmailMessage
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from flask import Flask
 
 from services.db import get_database
-from tests.support.servers import free_port
 
-
-class _Sink:
-    def __init__(self) -> None:
-        self.messages: list[tuple[list[str], EmailMessage]] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd's hook name)
-        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
-        assert isinstance(message, EmailMessage)
-        self.messages.append((list(envelope.rcpt_tos), message))
-        return "250 OK"
+from support.servers import free_port
+from support.smtp import SmtpSink, running_smtp_sink
 
 
 @pytest.fixture
-def smtp_sink() -> Iterator[tuple[_Sink, int]]:
-    sink = _Sink()
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield sink, port
-    finally:
-        controller.stop()
+def smtp_sink() -> Iterator[tuple[SmtpSink, int]]:
+    with running_smtp_sink() as sink:
+        yield sink, sink.port
 
 
 def _event(department: str = "KJTA") -> dict[str, Any]:
@@ -91,7 +72,7 @@ def _set_emails(app: Flask, org: dict[str, Any]) -> dict[str, str]:
 
 
 def test_the_reminder_is_mailed_once_to_the_departments_editors_and_reviewers(
-    suite: dict[str, Flask], org: dict[str, Any], smtp_sink: tuple[_Sink, int], monkeypatch: pytest.MonkeyPatch
+    suite: dict[str, Flask], org: dict[str, Any], smtp_sink: tuple[SmtpSink, int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from services.events import subscribers
     from services.identity.tasks import deliver_coverage_reminder
@@ -123,7 +104,7 @@ def test_the_reminder_is_mailed_once_to_the_departments_editors_and_reviewers(
 
 
 def test_without_smtp_host_the_reminder_is_skipped_with_a_warning(
-    suite: dict[str, Flask], org: dict[str, Any], smtp_sink: tuple[_Sink, int], monkeypatch: pytest.MonkeyPatch,
+    suite: dict[str, Flask], org: dict[str, Any], smtp_sink: tuple[SmtpSink, int], monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     from services.identity.tasks import deliver_coverage_reminder
