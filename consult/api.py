@@ -13,7 +13,7 @@ error anywhere leaves nothing half-written. A case outside the caller's read sco
 from __future__ import annotations
 
 import logging
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
 from flask import Response, current_app
@@ -685,19 +685,20 @@ def similar_answers(consultation: Consultation, limit: int = 5) -> list[dict[str
 @requires(Permission.READ_RECORDS)
 def export(args: dict[str, Any]) -> Response:
     """The consultations received in a period (Beijing dates), as an Excel workbook; no contact details."""
-    from consult.export import export_period
+    from consult.export import check_period, export_period, period_filename
 
-    start: date = args["start"]
-    end: date = args["end"]
-    if end < start:
-        api_abort(422, "结束日期早于开始日期 / the period ends before it starts", {"query": {"to": ["早于开始日期"]}})
-    if end - start > timedelta(days=366):
-        api_abort(422, "导出期间不能超过一年 / at most one year", {"query": {"to": ["期间不能超过一年"]}})
+    today = workflow.local_day(utcnow())
+    end: date = args.get("end") or today
+    start: date = args.get("start") or end.replace(day=1)
+    try:
+        check_period(start, end)
+    except workflow.ContentProblem as bad:
+        api_abort(422, str(bad), {"query": bad.errors})
     departments = readable_departments(_staff())
     if args.get("department"):
         departments &= {args["department"]}
     db = _db()
     content = export_period(db, workflow.consult_calendar(db), start, end, departments)
-    filename = f"consultations-{start:%Y%m%d}-{end:%Y%m%d}.xlsx"
+    filename = period_filename(start, end)
     return Response(content, mimetype="application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})

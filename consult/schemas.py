@@ -328,6 +328,6 @@ class ExtensionDecisionSchema(Schema):
 
 
 class ExportArgsSchema(Schema):
-    start = fields.Date(required=True, data_key="from")
-    end = fields.Date(required=True, data_key="to")
+    start = fields.Date(data_key="from", metadata={"description": "default: the first day of this month"})
+    end = fields.Date(data_key="to", metadata={"description": "default: today (Beijing)"})
     department = fields.String(validate=validate.Length(max=40))

@@ -456,5 +456,113 @@ def train_router_command(csv_files: tuple[Path, ...], folds: int, no_install: bo
     click.echo(f"installed router model {path.name} (version {router.metadata['version']}) in {path.parent}")
 
 
+@main.group("consult")
+def consult_group() -> None:
+    """Consultations (咨询/留言): import of historical messages, export to Excel."""
+
+
+def _consult_department(code: str | None) -> str | None:
+    """A --department option, checked: None, or the code of an active department."""
+    if code is None:
+        return None
+    from services.suite import create_worker_app
+
+    with create_worker_app(_settings_checked()).app_context():
+        return _import_department(code.strip().upper())
+
+
+@consult_group.command("import")
+@click.argument("csv_file", metavar="CSV", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--department", metavar="CODE", default=None,
+              help="department for rows the router cannot place (default: CONSULT_INTAKE_DEPARTMENT)")
+@click.option("--publish/--no-publish", default=True, show_default=True,
+              help="publish each answer (redacted) on the public board on its reply date, or keep it replied only")
+@readable_errors
+def consult_import(csv_file: Path, department: str | None, publish: bool) -> None:
+    """Import historical messages with their replies from CSV, with their real dates.
+
+    The CSV (UTF-8 or GB18030) has the columns 留言主题, 留言时间, 留言详情, 答复意见, 答复时间 (and
+    optionally 留言编号; 留言用户 is never stored). Times are Beijing time, like 2019/4/25 9:32:09.
+    With a router model installed each row's category is predicted and confident rows go to the
+    category's department. A row already imported (same title and times) is skipped, so the file
+    can be imported again; rows with a bad date or an empty text are listed and skipped. Rows are
+    committed 500 at a time: after an interruption, run the command again.
+    """
+    from consult.importing import (
+        ImportFileError,
+        describe_rejections,
+        import_messages,
+        installed_router,
+        read_messages,
+    )
+    from consult.routing import RoutingError
+    from services.db import open_service_database
+    from services.migrations import migrate_all
+
+    settings = _settings_checked()
+    try:
+        source = read_messages(csv_file)
+    except ImportFileError as error:
+        raise Failure(str(error)) from None
+    try:
+        router = installed_router(settings)
+    except RoutingError as error:
+        raise Failure(f"router model: {error}") from None
+    migrate_all(settings)
+    code = _consult_department(department)
+    database = open_service_database(settings, "consult")
+    try:
+        report = import_messages(database.transaction, settings, source, department=code, publish=publish,
+                                 router=router, progress=sys.stderr.isatty())
+    finally:
+        database.dispose()
+    for line in describe_rejections(report.rejected):
+        click.echo(f"rejected {line}")
+    routed = f"; {report.routed} placed by the router" if report.routed else ""
+    state = "published" if publish else "replied, not published"
+    click.echo(f"{csv_file}: {report.summary()} ({state}{routed})")
+
+
+@consult_group.command("export")
+@click.option("--from", "start_text", metavar="YYYY-MM-DD", required=True, help="first day received (Beijing)")
+@click.option("--to", "end_text", metavar="YYYY-MM-DD", required=True, help="last day received (included)")
+@click.option("--department", metavar="CODE", default=None, help="only this department (default: all)")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              help="the .xlsx file to write")
+@readable_errors
+def consult_export(start_text: str, end_text: str, department: str | None, out_path: Path) -> None:
+    """Export the consultations received in a period (at most 366 days) to an Excel file.
+
+    One row per consultation (tracking number, title, category, department, state, dates, working
+    days taken, on time or not, rating) and a 汇总 sheet per department. No name, phone or e-mail.
+    """
+    from consult.export import check_period, export_period, parse_day
+    from consult.workflow import consult_calendar
+    from services.db import open_service_database
+    from services.workflow import ContentProblem
+
+    try:
+        start, end = parse_day(start_text, "from"), parse_day(end_text, "to")
+        check_period(start, end)
+    except ContentProblem as error:
+        field, messages = next(iter(error.errors.items()))
+        raise Failure(f"--{field}: {' '.join(messages)}") from None
+    if out_path.suffix.lower() != ".xlsx":
+        raise Failure(f"--out {out_path}: the file name should end in .xlsx")
+    settings = _settings_checked()
+    database = open_service_database(settings, "consult")
+    try:
+        with database.transaction() as session:
+            content = export_period(session, consult_calendar(session), start, end,
+                                    {department.strip().upper()} if department else None)
+    finally:
+        database.dispose()
+    try:
+        out_path.write_bytes(content)
+    except OSError as error:
+        raise Failure(f"--out {out_path}: {error.strerror or error}") from None
+    click.echo(f"wrote {out_path} ({len(content):,} bytes) for {start.isoformat()} to {end.isoformat()}")
+
+
 if __name__ == "__main__":
     main()

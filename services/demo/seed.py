@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import csv
 import re
-from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta, timezone
@@ -19,13 +18,13 @@ from flask import Flask
 from sqlalchemy import func, select
 from tqdm import tqdm
 
+from consult.importing import SourceFile, read_messages
 from services.db import get_database
 
 DATA_DIR = Path(__file__).parent / "data"
 BEIJING = timezone(timedelta(hours=8))
 DOCUMENT_NUMBER = re.compile(r"[\u4e00-\u9fa5]{1,8}〔\d{4}〕\d+号")
 URL_DATE = re.compile(r"/(\d{4})-(\d{2})/(\d{2})/")
-WHITESPACE = re.compile(r"\s+")
 
 
 @dataclass
@@ -71,49 +70,15 @@ def _published_at(row: dict[str, str]) -> datetime:
     return datetime(day.year, day.month, day.day, 9, 0, tzinfo=BEIJING).astimezone(UTC)
 
 
-@dataclass(frozen=True)
-class DemoAnswer:
-    tracking_number: str
-    title: str
-    question: str
-    reply: str
-    received_at: datetime
-    replied_at: datetime
-
-
-def _beijing(text: str) -> datetime:
-    """A local Beijing time as the source writes it (``2019/4/25 9:32:09`` or ``2019-04-08 08:37:20``)."""
-    cleaned = text.strip().replace("-", "/")
-    local = datetime.strptime(cleaned, "%Y/%m/%d %H:%M:%S" if " " in cleaned else "%Y/%m/%d")
-    return local.replace(tzinfo=BEIJING).astimezone(UTC)
-
-
-def _clean(text: str) -> str:
-    return WHITESPACE.sub(" ", text).strip()
-
-
-def demo_answers() -> Iterator[DemoAnswer]:
-    with (DATA_DIR / "messages_with_replies.csv").open(encoding="utf-8-sig") as handle:
-        rows = sorted(csv.DictReader(handle), key=lambda row: _beijing(row["留言时间"]))
-    serial_by_day: Counter[str] = Counter()
-    for row in rows:
-        received_at = _beijing(row["留言时间"])
-        day = received_at.astimezone(BEIJING).strftime("%Y%m%d")
-        serial_by_day[day] += 1
-        yield DemoAnswer(
-            tracking_number=f"ZX{day}-{serial_by_day[day]:04d}",
-            title=_clean(row["留言主题"]),
-            question=_clean(row["留言详情"]),
-            reply=_clean(row["答复意见"]),
-            received_at=received_at,
-            replied_at=_beijing(row["答复时间"]),
-        )
+def demo_answers() -> SourceFile:
+    """The demo file of answered messages (its rows sorted by the time received)."""
+    return read_messages(DATA_DIR / "messages_with_replies.csv")
 
 
 def seed_demo(app: Flask, progress: bool = True, department: str = "ORG") -> SeedReport:
     """Load the demo data into interpret and consult unless they already hold data."""
+    from consult.importing import import_messages, installed_router
     from consult.models import Consultation
-    from consult.workflow import publish_answer, record_answered_consultation
     from interpret.models import Policy
     from interpret.workflow import PolicyFields, import_published_policy
 
@@ -134,16 +99,13 @@ def seed_demo(app: Flask, progress: bool = True, department: str = "ORG") -> See
                     report.policies += 1
         consult_db = get_database("consult")
         with consult_db.transaction() as session:
-            if session.scalar(select(func.count()).select_from(Consultation)):
-                skipped.append("consult")
-            else:
-                for answer in tqdm(list(demo_answers()), desc="咨询回复 answers", disable=not progress):
-                    consultation = record_answered_consultation(
-                        session, tracking_number=answer.tracking_number, title=answer.title,
-                        question=answer.question, reply=answer.reply,
-                        received_at=answer.received_at, replied_at=answer.replied_at,
-                    )
-                    publish_answer(session, consultation, at=answer.replied_at)
-                    report.answers += 1
+            consult_seeded = bool(session.scalar(select(func.count()).select_from(Consultation)))
+        if consult_seeded:
+            skipped.append("consult")
+        else:
+            settings = app.extensions["gongkai.settings"]
+            imported = import_messages(consult_db.transaction, settings, demo_answers(), department=department,
+                                       router=installed_router(settings), progress=progress)
+            report.answers = imported.imported
     report.skipped = tuple(skipped)
     return report
