@@ -70,6 +70,7 @@ from services.errors import api_abort
 from services.permissions import Permission, departments_with
 from services.public_read import filtered_documents, public_document
 from services.settings import Settings
+from services.workflow import ContentProblem
 
 log = logging.getLogger(__name__)
 
@@ -692,7 +693,7 @@ def export(args: dict[str, Any]) -> Response:
     start: date = args.get("start") or end.replace(day=1)
     try:
         check_period(start, end)
-    except workflow.ContentProblem as bad:
+    except ContentProblem as bad:
         api_abort(422, str(bad), {"query": bad.errors})
     departments = readable_departments(_staff())
     if args.get("department"):
