@@ -63,34 +63,40 @@ def filtered_documents(
     *,
     fields: Mapping[str, str] | None = None,
     year: int | None = None,
+    month: str | None = None,
     scan_limit: int | None = None,
 ) -> FilteredPage:
-    """Published documents, newest first, whose ``fields`` equal the given values and, with ``year``,
-    published (China time) in that year.
+    """Published documents, newest first, whose ``fields`` equal the given values and, with ``year``
+    and/or ``month`` (``YYYY-MM``), published (China time) in that year / month.
 
     Fields the search port filters on (``KEYWORD_FIELDS``) are filtered by the engine. Any other
     field (e.g. ``issuer``) is compared here, on the newest ``scan_limit`` (default ``SCAN_LIMIT``)
-    documents the engine matched. ``year`` is found by a binary search of the date order (about
-    2·log2(n) one-document queries). Both see only the engine's result window (the newest
-    ``MAX_RESULT_WINDOW`` matches). When either cuts the matches short, the page says so with
-    ``partial``. A keyword filter on the field and a date range in ``SearchQuery`` would make both
-    exact and cheap. ``per_page`` should divide ``MAX_RESULT_WINDOW``.
+    documents the engine matched. ``year`` and ``month`` are found by a binary search of the date
+    order (about 2·log2(n) one-document queries): exact boundaries in China's time. Both see
+    only the engine's result window (the newest ``MAX_RESULT_WINDOW`` matches). When either cuts
+    the matches short, the page says so with ``partial``. A keyword filter on the field and a date
+    range in ``SearchQuery`` would make both exact and cheap. ``per_page`` should divide
+    ``MAX_RESULT_WINDOW``. A malformed ``month`` raises ValueError (see :func:`parse_month`).
     """
     engine, alias = content_alias(app)
     wanted = {name: value for name, value in (fields or {}).items() if value}
     keyword = {name: value for name, value in wanted.items() if name in KEYWORD_FIELDS}
     others = {name: value for name, value in wanted.items() if name not in KEYWORD_FIELDS}
     ordered = partial(SearchQuery, doc_types=(doc_type,), filters=keyword, sort="date")
-    if year is None and not others:
+    period = _period(year, month)
+    if period is None and not others:
         result = engine.search(alias, ordered(page=page, per_page=per_page))
         return FilteredPage(result.total, page, per_page, [hit.document for hit in result.hits])
 
     total = engine.search(alias, ordered(page=1, per_page=1)).total
     window = min(total, MAX_RESULT_WINDOW)
     start, stop = 0, window
-    if year is not None:
-        start = _first_older(engine, alias, ordered, 0, window, datetime(year + 1, 1, 1, tzinfo=CHINA))
-        stop = _first_older(engine, alias, ordered, start, window, datetime(year, 1, 1, tzinfo=CHINA))
+    if period is not None:
+        since, until = period
+        if since >= until:  # a year and a month that do not overlap
+            return FilteredPage(0, page, per_page, [])
+        start = _first_older(engine, alias, ordered, 0, window, until)
+        stop = _first_older(engine, alias, ordered, start, window, since)
     cut_short = total > window and stop == window  # the matches may go on past the window
     if not others:
         first = start + (page - 1) * per_page
@@ -105,6 +111,30 @@ def filtered_documents(
     first = (page - 1) * per_page
     return FilteredPage(len(matching), page, per_page, matching[first:first + per_page],
                         cut_short or scan_stop < stop)
+
+
+def parse_month(value: str) -> tuple[int, int]:
+    """``(year, month)`` of a ``YYYY-MM`` string; ValueError otherwise."""
+    if len(value) != 7 or value[4] != "-" or not (value[:4].isdigit() and value[5:].isdigit()):
+        raise ValueError(f"month {value!r} is not YYYY-MM")
+    year, month = int(value[:4]), int(value[5:])
+    if not 1 <= year <= 9998 or not 1 <= month <= 12:
+        raise ValueError(f"month {value!r} is not YYYY-MM")
+    return year, month
+
+
+def _period(year: int | None, month: str | None) -> tuple[datetime, datetime] | None:
+    """``[since, until)`` in China's time for a year and/or a month; None for neither."""
+    bounds: list[tuple[datetime, datetime]] = []
+    if year is not None:
+        bounds.append((datetime(year, 1, 1, tzinfo=CHINA), datetime(year + 1, 1, 1, tzinfo=CHINA)))
+    if month:
+        y, m = parse_month(month)
+        following = (y + 1, 1) if m == 12 else (y, m + 1)
+        bounds.append((datetime(y, m, 1, tzinfo=CHINA), datetime(*following, 1, tzinfo=CHINA)))
+    if not bounds:
+        return None
+    return max(since for since, _ in bounds), min(until for _, until in bounds)
 
 
 def _first_older(
