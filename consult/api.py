@@ -103,17 +103,11 @@ def _settings() -> Settings:
 @public
 def list_answers(args: dict[str, Any]) -> dict[str, Any]:
     """Published answers, newest first, by department, category and month (``YYYY-MM``)."""
-    month = args.get("month")
-    year = int(month[:4]) if month else None
-    listing = filtered_documents(
+    return filtered_documents(
         current_app, "answer", args["page"], args["per_page"],
-        fields={"department": args.get("department", ""), "category": args.get("category", "")}, year=year,
-    )
-    items = listing.items
-    if month:
-        items = [doc for doc in items if str(doc.get("published_at") or "").startswith(month)]
-    return {"total": listing.total if not month else len(items), "page": listing.page,
-            "per_page": listing.per_page, "items": items}
+        fields={"department": args.get("department", ""), "category": args.get("category", "")},
+        month=args.get("month"),
+    ).as_dict()
 
 
 @blp.get("/answers/<int:answer_id>")

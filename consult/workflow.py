@@ -29,7 +29,9 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select, update
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from consult.models import (
@@ -355,14 +357,13 @@ def validate_submission(settings: Settings, fields: Submission) -> Submission:
 
 
 def _next_tracking_number(session: Session, day: date) -> str:
+    """The next ``ZX<yyyymmdd>-<serial>`` of a day, from one atomic upsert (concurrent submissions never clash)."""
     key = day.strftime("%Y%m%d")
-    bumped = session.execute(
-        update(TrackingSerial).where(TrackingSerial.day == key).values(last_serial=TrackingSerial.last_serial + 1)
-    )
-    if bumped.rowcount == 0:  # type: ignore[attr-defined]
-        session.add(TrackingSerial(day=key, last_serial=1))
-        session.flush()
-    serial = session.scalar(select(TrackingSerial.last_serial).where(TrackingSerial.day == key))
+    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    upsert = insert(TrackingSerial).values(day=key, last_serial=1).on_conflict_do_update(
+        index_elements=[TrackingSerial.day], set_={"last_serial": TrackingSerial.last_serial + 1},
+    ).returning(TrackingSerial.last_serial)
+    serial: int = session.execute(upsert).scalar_one()
     return f"ZX{key}-{serial:04d}"
 
 
@@ -411,6 +412,8 @@ def submit_consultation(
     accept_days, reply_days = working_days_for(session, settings, category)
     received_on = local_day(now)
     accept_due, uncovered = calendar.add_working_days_checked(received_on, accept_days)
+    if uncovered:
+        calendar.add_working_days(received_on, accept_days)  # logs the warning once per year
     query_code = new_query_code()
     flagged = screen(settings, fields.title, fields.question)
     consultation = Consultation(
@@ -652,7 +655,6 @@ def submit_for_review(session: Session, actor: StaffIdentity, consultation: Cons
         raise problem("reply", "请先起草答复")
     _check_handler(actor, consultation)
     _transition(session, actor, consultation, "submit_review")
-    consultation.drafter_id = actor.user_id
     return consultation
 
 
@@ -665,8 +667,11 @@ def return_for_changes(session: Session, actor: StaffIdentity, consultation: Con
 
 
 def approve(session: Session, actor: StaffIdentity, consultation: Consultation) -> Consultation:
-    if consultation.drafter_id == actor.user_id:
-        raise problem("reviewer", "审核人不能审核自己起草的答复")
+    submitted_by = session.scalar(select(ConsultationStep.actor_id).where(
+        ConsultationStep.consultation_id == consultation.id, ConsultationStep.action == "submit_review",
+    ).order_by(ConsultationStep.id.desc()).limit(1))
+    if actor.user_id in (consultation.drafter_id, submitted_by):
+        raise problem("reviewer", "审核人不能审核自己起草或提交的答复")
     _transition(session, actor, consultation, "approve", public=False)
     consultation.reviewer_id, consultation.reviewer_name = actor.user_id, actor.display_name or actor.username
     return consultation
@@ -799,6 +804,8 @@ def request_extension(session: Session, actor: StaffIdentity, consultation: Cons
 def decide_extension(session: Session, actor: StaffIdentity, consultation: Consultation, request: ExtensionRequest,
                      approved: bool, note: str | None) -> Consultation:
     require(actor.grants, Permission.REVIEW, consultation.department)
+    if request.consultation_id != consultation.id:
+        raise problem("extension", "该延期申请不属于本件咨询")
     if request.status != "pending":
         raise problem("status", "该申请已处理")
     if request.requested_by_id == actor.user_id:
@@ -844,7 +851,8 @@ def _department_code(code: str) -> str:
 
 
 def _check_handler(actor: StaffIdentity, consultation: Consultation) -> None:
-    """Drafting belongs to the assigned handler (or to a reviewer of the department, who may step in)."""
+    """Drafting belongs to the assigned handler (or to an editor who is also a reviewer of the department)."""
+    require(actor.grants, Permission.DRAFT, consultation.department)
     if consultation.handler_id not in (None, actor.user_id) and not actor.can(Permission.REVIEW,
                                                                                consultation.department):
         raise problem("handler", f"本件由 {consultation.handler_name} 承办")
