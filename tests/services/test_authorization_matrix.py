@@ -59,6 +59,7 @@ INTERPRET_ACTIONS = ("submit", "return", "approve", "publish", "withdraw", "revi
 RECORD_DEPARTMENTS: dict[str, str] = {
     "policy_draft": "KJTA", "policy_submitted": "KJTA", "staff_attachment": "KJTA",
     "interpretation_draft": "KJTA", "interpretation_submitted": "KJTA",
+    "consultation_closed": "KJTA",
 }
 """Sampled records of department-scoped staff endpoints, and their department. Such an endpoint answers
 404 to a caller its rule lets in but who may not read (``records.read``) the record's department: a record
@@ -99,6 +100,17 @@ SAMPLE_ARGS: dict[str, dict[str, Any]] = {
         "policy_id": "@policy_submitted", "attachment_id": "@staff_attachment",
     } for verb in ("download", "delete")},
     "consult_api.get_answer": {"answer_id": "@answer"},
+    # The asker's endpoints: without the query code (GET) or with no body (POST), refused with 422.
+    **{f"consult_asker_api.{name}": {"tracking_number": "@consultation_number"}
+       for name in ("track", "rate", "reopen", "provide_information")},
+    # The consult staff API on a closed case of division KJTA: every action is refused (409) or its input is.
+    **{f"consult_manage.{name}": {"consultation_id": "@consultation_closed"} for name in (
+        "get_consultation", "route", "accept", "reject", "assign", "transfer", "save_draft", "request_info",
+        "submit_review", "return_for_changes", "approve", "send_reply", "personal_data", "confirm_redaction",
+        "publish", "keep_private", "unpublish", "close", "request_extension", "add_note", "suggestions",
+    )},
+    "consult_manage.decide_extension": {"consultation_id": "@consultation_closed",
+                                        "extension_id": "@consultation_extension"},
     "consult_pages.answer": {"answer_id": "@answer"},
     "portal_pages.static": {"filename": "css/site.css"},
     "portal_pages.switch_language": {"code": "en"},
@@ -129,6 +141,8 @@ PUBLIC_GETS: dict[str, tuple[Expect, Expect]] = {
     # Self-service pages: public so that a half-signed-in user can reach them, but they need somebody.
     "identity_pages.totp_setup": (Expect(302, "/staff/login?next=/staff/totp/setup"), Expect(200)),
     "identity_pages.change_password": (Expect(302, "/staff/login?next=/staff/password"), Expect(200)),
+    # Tracking needs the query code.
+    "consult_asker_api.track": (Expect(422), Expect(422)),
 }
 """Public GET endpoints that do not answer 200 (anonymous, signed in); every other public GET answers 200."""
 
@@ -191,6 +205,22 @@ WRITES: dict[tuple[str, str], Write] = {
     ("interpret_api.manage_delete_attachment", "DELETE"): Write({}, Expect(422)),  # the policy is no draft
     # No department and no rows: an editor gets as far as the check of the request, which writes nothing.
     ("interpret_import_api.create_import", "POST"): Write({}, Expect(422), json=True),
+    # The asker (public, rate-limited): an empty request is refused before anything is looked up.
+    ("consult_asker_api.submit", "POST"): Write({}, Expect(422), anonymous=Expect(422), json=True),
+    **{(f"consult_asker_api.{name}", "POST"): Write({}, Expect(422), anonymous=Expect(422), json=True)
+       for name in ("rate", "reopen", "provide_information")},
+    **{(f"consult_asker.{name}", "POST"): Write({}, Expect(422), anonymous=Expect(422))
+       for name in ("ask", "track", "rate", "reopen", "provide_info")},
+    # consult staff API on a closed case: transitions the table refuses from "closed" answer 409 ...
+    **{(f"consult_manage.{name}", "POST"): Write({}, Expect(409), json=True) for name in (
+        "accept", "submit_review", "approve", "send_reply", "publish", "keep_private", "close")},
+    # ... and every action with input is refused on its input first (422), changing nothing.
+    **{(f"consult_manage.{name}", "POST"): Write({}, Expect(422), json=True) for name in (
+        "reject", "transfer", "request_info", "return_for_changes", "confirm_redaction", "unpublish",
+        "request_extension", "decide_extension", "add_note", "bulk_assign")},
+    ("consult_manage.route", "POST"): Write({"department": "no such!"}, Expect(422), json=True),
+    ("consult_manage.assign", "POST"): Write({"handler_id": "1", "handler_name": " "}, Expect(422), json=True),
+    ("consult_manage.save_draft", "PUT"): Write({}, Expect(422), json=True),
     # A line that is no calendar line: refused, nothing saved.
     ("identity_calendar.save_calendar", "POST"): Write({"year": "2027", "lines": "not a line"}, Expect(400)),
 }
@@ -397,6 +427,7 @@ def records(suite: dict[str, Flask], org: dict[str, Any], monkeypatch: pytest.Mo
         publish_answer(session, answer)
         found["answer"] = answer.id
         messages.append(_outbox_message(session, "consult", answer.id))
+        found.update(_consult_records(session))
     with suite["search"].app_context():
         for message in messages:
             assert index_document(message) == "indexed"
@@ -450,6 +481,30 @@ def _interpret_records(session: Any, app: Flask, published: Any) -> tuple[dict[s
         session.add(made[name])
     session.flush()
     return {name: item.id for name, item in made.items()}, messages
+
+
+def _consult_records(session: Any) -> dict[str, Any]:
+    """A closed consultation of division KJTA with a pending extension request, an attachment, a canned reply."""
+    from consult.models import CannedReply, ExtensionRequest, SubmissionAttachment
+    from consult.workflow import close, record_answered_consultation
+
+    now = datetime.now(UTC)
+    case = record_answered_consultation(
+        session, tracking_number=f"ZX20261126-{uuid.uuid4().int % 9000 + 1000}", title="授权矩阵样例咨询",
+        question="请问如何办理？", reply="请登录办事大厅办理。", received_at=now, replied_at=now, department="KJTA",
+    )
+    case.historical = False
+    close(session, None, case)
+    extension = ExtensionRequest(consultation_id=case.id, working_days=2, reason="样例", requested_by="样例",
+                                 status="pending", requested_at=now)
+    attachment = SubmissionAttachment(consultation_id=case.id, filename="sample.pdf", content_type="application/pdf",
+                                      size=15, sha256="0" * 64, content=b"%PDF-1.4\n%%EOF\n", created_at=now)
+    canned = CannedReply(category=None, title="样例答复", body="感谢您的咨询。", created_by="样例", created_at=now)
+    session.add_all([extension, attachment, canned])
+    session.flush()
+    return {"consultation_closed": case.id, "consultation_number": case.tracking_number,
+            "consultation_extension": extension.id, "consultation_attachment": attachment.id,
+            "canned_reply": canned.id}
 
 
 def _outbox_message(session: Any, service: str, aggregate_id: int) -> dict[str, Any]:
