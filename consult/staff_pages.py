@@ -26,6 +26,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from flask import Blueprint, abort, current_app, redirect, render_template, request, send_file, url_for
+from flask_babel import gettext as _
 from sqlalchemy import ColumnElement, case, func, null, select
 from sqlalchemy.orm import Session
 from werkzeug.datastructures import MultiDict
@@ -60,10 +61,7 @@ MAX_PAGE = 10_000
 MAX_BULK = 200
 SIMILAR_ANSWERS = 5
 FILTER_MAX_LENGTH = 100
-DUE_FILTERS: dict[str, str] = {"all": "全部", "overdue": "逾期", "due_soon": "即将到期", "paused": "已暂停计时"}
-KIND_LABELS: dict[str, str] = {
-    PHONE: "电话号码", ID_CARD: "身份证号", EMAIL: "电子邮箱", BANK_CARD: "银行卡号", ADDRESS: "地址", NAME: "姓名",
-}
+DUE_FILTERS = ("all", "overdue", "due_soon", "paused")
 OPEN_STATES = tuple(state.value for state in S if state not in (S.REJECTED, *ANSWERED))
 EDITABLE_STATES = (S.ASSIGNED.value, S.DRAFTING.value)
 REVIEWABLE_STATES = (S.REPLIED.value, S.PRIVATE.value)
@@ -71,17 +69,33 @@ NO_EXTENSION_STATES = (S.SUBMITTED.value, S.REJECTED.value, *(state.value for st
 STAFF_ACTIONS = ("route", "accept", "reject", "assign", "transfer", "request_info", "return", "approve", "reply",
                  "publish", "keep_private", "unpublish", "close")
 """The transitions a staff member takes from the case page's action forms (drafting has its own editor)."""
-DONE_MESSAGES: dict[str, str] = {
-    **{action: f"已完成：{ACTION_LABELS[action]}。" for action in STAFF_ACTIONS},
-    "assign": "已分办。",
-    "draft": "答复草稿已保存。",
-    "submit_review": "答复已保存并提交审核。",
-    "note": "内部备注已添加。",
-    "extension": "延期申请已提交，待部门审核人审批。",
-    "extension_approved": "已批准延期，答复期限已更新。",
-    "extension_refused": "已不批准延期。",
-    "confirm_redaction": "公开文本已确认。",
-}
+
+
+def kind_labels() -> dict[str, str]:
+    """The Chinese name of each kind of personal data."""
+    return {PHONE: _("电话号码"), ID_CARD: _("身份证号"), EMAIL: _("电子邮箱"), BANK_CARD: _("银行卡号"),
+            ADDRESS: _("地址"), NAME: _("姓名")}
+
+
+def _done_message(done: str) -> str | None:
+    """The confirmation shown after an action (``?done=<name>``), or None for an unknown name."""
+    messages = {
+        "assign": _("已分办。"),
+        "draft": _("答复草稿已保存。"),
+        "submit_review": _("答复已保存并提交审核。"),
+        "note": _("内部备注已添加。"),
+        "extension": _("延期申请已提交，待部门审核人审批。"),
+        "extension_approved": _("已批准延期，答复期限已更新。"),
+        "extension_refused": _("已不批准延期。"),
+        "confirm_redaction": _("公开文本已确认。"),
+    }
+    if done in messages:
+        return str(messages[done])
+    if done in STAFF_ACTIONS:
+        return str(_("已完成：%(action)s。", action=ACTION_LABELS[done]))
+    return None
+
+
 _SAFE_CONTENT_TYPE = re.compile(r"^[a-z]+/[a-z0-9.+-]+$")
 
 
@@ -96,7 +110,7 @@ def _never_cached(response: Response) -> Response:
 def _helpers() -> dict[str, Any]:
     return {"local_time": local_time, "state_label": lambda state: STATE_LABELS.get(state, state),
             "action_label": lambda action: ACTION_LABELS.get(action, action),
-            "kind_labels": KIND_LABELS, "Permission": Permission}
+            "kind_labels": kind_labels(), "Permission": Permission}
 
 
 def local_time(moment: datetime | None) -> str:
@@ -153,11 +167,11 @@ def _handler(form: Mapping[str, str]) -> tuple[int | None, str | None]:
     raw_id = _text(form, "handler_id")
     name = " ".join((form.get("handler_name") or "").split())
     if not raw_id.isdigit() or len(raw_id) > 10 or int(raw_id) < 1:
-        errors["handler_id"] = ["请填写承办人的用户编号（正整数）"]
+        errors["handler_id"] = [_("请填写承办人的用户编号（正整数）")]
     if not name:
-        errors["handler_name"] = ["请填写承办人姓名"]
+        errors["handler_name"] = [_("请填写承办人姓名")]
     elif len(name) > 100:
-        errors["handler_name"] = ["承办人姓名不能超过 100 字"]
+        errors["handler_name"] = [_("承办人姓名不能超过 100 字")]
     if errors:
         raise ContentProblem(errors)
     return int(raw_id), name
@@ -166,7 +180,7 @@ def _handler(form: Mapping[str, str]) -> tuple[int | None, str | None]:
 def _conflict_message(error: TransitionNotAllowed) -> str:
     state = STATE_LABELS.get(error.current, error.current)
     action = ACTION_LABELS.get(error.action, error.action)
-    return f"当前状态“{state}”不能执行“{action}”，请刷新后查看本件的最新状态。"
+    return str(_("当前状态“%(state)s”不能执行“%(action)s”，请刷新后查看本件的最新状态。", state=state, action=action))
 
 
 def _deadline_column() -> ColumnElement[Any]:
@@ -215,24 +229,24 @@ def _inbox_filters(args: Mapping[str, str], departments: list[str],
 
     state = arg("state")
     if state and state != "all" and state not in STATE_LABELS:
-        errors["state"] = ["请从列表中选择状态"]
+        errors["state"] = [_("请从列表中选择状态")]
         state = ""
     department = arg("department")
     if department and department not in departments:
-        errors["department"] = ["只能筛选您有权查看的部门"]
+        errors["department"] = [_("只能筛选您有权查看的部门")]
         department = ""
     category = arg("category")
     if category and category not in category_choices:
-        errors["category"] = ["请从列表中选择类别"]
+        errors["category"] = [_("请从列表中选择类别")]
         category = ""
     due = arg("due") or "all"
     if due not in DUE_FILTERS:
-        errors["due"] = ["请从列表中选择期限"]
+        errors["due"] = [_("请从列表中选择期限")]
         due = "all"
     page_raw = arg("page") or "1"
     page = int(page_raw) if page_raw.isdigit() and len(page_raw) <= 6 else 0
     if not 1 <= page <= MAX_PAGE:
-        errors["page"] = ["页码无效"]
+        errors["page"] = [_("页码无效")]
         page = 1
     flagged = "1" if arg("flagged") in ("1", "on") else ""
     needs_routing = "1" if arg("needs_routing") in ("1", "on") else ""
@@ -340,14 +354,14 @@ def bulk_assign() -> Any:
     ids: list[int] = []
     for raw in form.getlist("ids"):
         if not raw.isdigit() or len(raw) > 10:
-            errors["ids"] = ["所选咨询无效"]
+            errors["ids"] = [_("所选咨询无效")]
             break
         ids.append(int(raw))
     ids = list(dict.fromkeys(ids))
     if not ids and not errors:
-        errors["ids"] = ["请至少勾选一件咨询"]
+        errors["ids"] = [_("请至少勾选一件咨询")]
     elif len(ids) > MAX_BULK:
-        errors["ids"] = [f"一次最多分办 {MAX_BULK} 件"]
+        errors["ids"] = [_("一次最多分办 %(n)s 件", n=MAX_BULK)]
     handler_id: int | None = None
     handler_name: str | None = None
     try:
@@ -363,7 +377,7 @@ def bulk_assign() -> Any:
     for consultation_id in ids:
         consultation = found.get(consultation_id)
         if consultation is None or consultation.department not in readable:
-            failure = (404, f"编号 {consultation_id}：不存在或无权查看")
+            failure = (404, _("编号 %(id)s：不存在或无权查看", id=consultation_id))
             break
         number = consultation.tracking_number
         try:
@@ -372,9 +386,11 @@ def bulk_assign() -> Any:
             messages = "；".join(message for items in problem.errors.values() for message in items)
             failure = (422, f"{number}：{messages}")
         except TransitionNotAllowed as refused:
-            failure = (409, f"{number}：当前状态“{STATE_LABELS.get(refused.current, refused.current)}”不能分办")
+            failure = (409, _("%(number)s：当前状态“%(state)s”不能分办", number=number,
+                               state=STATE_LABELS.get(refused.current, refused.current)))
         except NotPermitted:
-            failure = (403, f"{number}：您没有在部门 {consultation.department} 分办的权限")
+            failure = (403, _("%(number)s：您没有在部门 %(department)s 分办的权限", number=number,
+                               department=consultation.department))
         if failure is not None:
             break
     if failure is not None:
@@ -473,9 +489,9 @@ def _render_case(consultation: Consultation, *, status: int = 200, form_name: st
         review = workflow.personal_data_review(consultation)
     blockers = []
     if not consultation.consent_to_publish:
-        blockers.append("提交人未同意公开")
+        blockers.append(_("提交人未同意公开"))
     if not (consultation.published_question and consultation.published_reply):
-        blockers.append("公开文本尚未经审核人确认隐去个人信息")
+        blockers.append(_("公开文本尚未经审核人确认隐去个人信息"))
     done = request.args.get("done", "")
     return render_template(
         "consult/staff/case.html",
@@ -490,7 +506,7 @@ def _render_case(consultation: Consultation, *, status: int = 200, form_name: st
         rejection_reasons=REJECTION_REASONS, categories=workflow.categories(settings),
         department_codes=_department_codes(staff), max_extension_days=workflow.MAX_EXTENSION_DAYS,
         form_name=form_name, errors=errors or {}, values=values or MultiDict(), conflict=conflict,
-        done=DONE_MESSAGES.get(done),
+        done=_done_message(done),
     ), status
 
 
@@ -534,7 +550,7 @@ def _route(db: Session, staff: StaffIdentity, c: Consultation, form: Form) -> st
             found = None
         department = found.code if found else ""
     if not department:
-        raise ContentProblem({"department": ["请填写承办部门代码，或选择已对应部门的类别"]})
+        raise ContentProblem({"department": [_("请填写承办部门代码，或选择已对应部门的类别")]})
     workflow.route(db, staff, c, department, category, _settings())
     return "route"
 
@@ -617,19 +633,19 @@ def _note(db: Session, staff: StaffIdentity, c: Consultation, form: Form) -> str
 
 def _extension(db: Session, staff: StaffIdentity, c: Consultation, form: Form) -> str:
     days = _positive_int(form.get("working_days") or "", "working_days",
-                         f"延期 1 至 {workflow.MAX_EXTENSION_DAYS} 个工作日", workflow.MAX_EXTENSION_DAYS)
+                         _("延期 1 至 %(n)s 个工作日", n=workflow.MAX_EXTENSION_DAYS), workflow.MAX_EXTENSION_DAYS)
     workflow.request_extension(db, staff, c, days, form.get("reason") or "")
     return "extension"
 
 
 def _extension_decision(db: Session, staff: StaffIdentity, c: Consultation, form: Form) -> str:
-    request_id = _positive_int(form.get("request_id") or "", "request_id", "没有这个延期申请")
+    request_id = _positive_int(form.get("request_id") or "", "request_id", _("没有这个延期申请"))
     decision = form.get("decision")
     if decision not in ("approve", "refuse"):
-        raise ContentProblem({"decision": ["请选择批准或不批准"]})
+        raise ContentProblem({"decision": [_("请选择批准或不批准")]})
     extension = db.get(ExtensionRequest, request_id)
     if extension is None or extension.consultation_id != c.id:
-        raise ContentProblem({"request_id": ["没有这个延期申请"]})
+        raise ContentProblem({"request_id": [_("没有这个延期申请")]})
     workflow.decide_extension(db, staff, c, extension, decision == "approve", _text(form, "note"))
     return "extension_approved" if decision == "approve" else "extension_refused"
 
@@ -732,12 +748,9 @@ def canned() -> Any:
 @bp.post("/canned/<int:reply_id>/delete")
 @requires(Permission.REVIEW)
 def canned_delete(reply_id: int) -> Any:
+    """Delete a canned reply; one already deleted (a second click) leads to the same list."""
     db = _db()
-    try:
-        settings_rules.delete_canned_reply(db, _staff(), reply_id)
-    except ContentProblem:
-        db.rollback()
-        abort(404)
+    settings_rules.delete_canned_reply(db, _staff(), reply_id)
     db.commit()
     return redirect(url_for("consult_staff.canned", done="delete"), 303)
 

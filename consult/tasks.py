@@ -32,9 +32,11 @@ def apply_calendar(event: dict[str, Any]) -> str:
     database = get_database("consult")
     outcome = apply_calendar_event(database, CalendarDay, event, processed_model=ProcessedEvent,
                                    consumer="consult.apply_calendar")
-    with database.transaction() as session:
-        changed = workflow.recompute_open_deadlines(session, current_app.extensions["gongkai.settings"])
-    return f"{outcome}; {changed} deadlines recounted"
+    if outcome == "applied":
+        with database.transaction() as session:
+            changed = workflow.recompute_open_deadlines(session, current_app.extensions["gongkai.settings"])
+        log.info("consult: holiday arrangement applied; %d open consultation deadlines recounted", changed)
+    return outcome
 
 
 ASKER_MAILS = {
