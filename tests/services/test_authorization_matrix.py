@@ -223,13 +223,22 @@ WRITES: dict[tuple[str, str], Write] = {
     # consult staff API on a closed case: transitions the table refuses from "closed" answer 409 ...
     **{(f"consult_manage.{name}", "POST"): Write({}, Expect(409), json=True) for name in (
         "accept", "submit_review", "approve", "send_reply", "publish", "keep_private", "close")},
-    # ... and every action with input is refused on its input first (422), changing nothing.
-    **{(f"consult_manage.{name}", "POST"): Write({}, Expect(422), json=True) for name in (
-        "reject", "transfer", "request_info", "return_for_changes", "confirm_redaction", "unpublish",
-        "request_extension", "decide_extension", "add_note", "bulk_assign")},
+    # ... and the actions with input get input the schema accepts and the rules refuse: a case outside the
+    # caller's departments must answer 404 before its input is looked at.
+    ("consult_manage.reject", "POST"): Write({"reason": "not_our_duty"}, Expect(422), json=True),  # no referral
+    ("consult_manage.transfer", "POST"): Write({"department": "KJTA", "reason": "样例"}, Expect(422), json=True),
+    **{(f"consult_manage.{name}", "POST"): Write({"text": "样例"}, Expect(409), json=True)
+       for name in ("request_info", "return_for_changes", "unpublish")},
+    ("consult_manage.confirm_redaction", "POST"): Write({"published_question": "问", "published_reply": "答"},
+                                                        Expect(422), json=True),  # only after a reply
+    ("consult_manage.request_extension", "POST"): Write({"working_days": "1", "reason": "样例"}, Expect(422),
+                                                        json=True),  # a closed case runs no clock
+    ("consult_manage.decide_extension", "POST"): Write({"approve": "false"}, Expect(422), json=True),  # decided
+    ("consult_manage.add_note", "POST"): Write({"text": "授权矩阵检查"}, Expect(200), json=True),  # harmless
+    ("consult_manage.bulk_assign", "POST"): Write({}, Expect(422), json=True),
     ("consult_manage.route", "POST"): Write({"department": "no such!"}, Expect(422), json=True),
     ("consult_manage.assign", "POST"): Write({"handler_id": "1", "handler_name": " "}, Expect(422), json=True),
-    ("consult_manage.save_draft", "PUT"): Write({}, Expect(422), json=True),
+    ("consult_manage.save_draft", "PUT"): Write({"reply": "样例"}, Expect(409), json=True),
     # The consult staff console: the same refusals, shown on the case page.
     **{(f"consult_staff.action_{name}", "POST"): Write({}, Expect(409)) for name in (
         "accept", "approve", "reply", "publish", "keep_private", "close", "draft")},
@@ -504,7 +513,7 @@ def _interpret_records(session: Any, app: Flask, published: Any) -> tuple[dict[s
 
 
 def _consult_records(session: Any) -> dict[str, Any]:
-    """A closed consultation of division KJTA with a pending extension request, an attachment, a canned reply."""
+    """A closed consultation of division KJTA with a decided extension request, an attachment, a canned reply."""
     from consult.models import CannedReply, ExtensionRequest, SubmissionAttachment
     from consult.workflow import close, record_answered_consultation
 
@@ -516,7 +525,7 @@ def _consult_records(session: Any) -> dict[str, Any]:
     case.historical = False
     close(session, None, case)
     extension = ExtensionRequest(consultation_id=case.id, working_days=2, reason="样例", requested_by="样例",
-                                 status="pending", requested_at=now)
+                                 status="refused", requested_at=now)
     attachment = SubmissionAttachment(consultation_id=case.id, filename="sample.pdf", content_type="application/pdf",
                                       size=15, sha256="0" * 64, content=b"%PDF-1.4\n%%EOF\n", created_at=now)
     canned = CannedReply(category=None, title="样例答复", body="感谢您的咨询。", created_by="样例", created_at=now)
