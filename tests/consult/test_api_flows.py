@@ -11,7 +11,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import date
 from typing import Any
 
 import pytest
@@ -24,19 +24,7 @@ from services.db import get_database
 from services.suite import PathDispatcher
 
 from conftest import STAFF_PASSWORD
-
-BEIJING = timezone(timedelta(hours=8))
-
-
-class Clock:
-    def __init__(self, start: datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def set(self, day: date, hour: int = 10) -> None:
-        self.now = datetime(day.year, day.month, day.day, hour, tzinfo=BEIJING).astimezone(UTC)
+from support.clock import Clock, bj
 
 
 class ConsultApi:
@@ -86,7 +74,7 @@ class ConsultApi:
 
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
-    clock = Clock(datetime(2026, 9, 28, 2, tzinfo=UTC))  # Monday 28 September 2026, 10:00 in Beijing
+    clock = Clock(bj(2026, 9, 28))  # Monday 28 September 2026, 10:00 in Beijing
     monkeypatch.setattr("consult.workflow.utcnow", clock)
     monkeypatch.setattr("consult.api.utcnow", clock)
     return clock
@@ -155,13 +143,13 @@ def test_rejection_transfer_information_extension_and_reopen(api: ConsultApi, cl
 
     # The handler asks for more information on 30 September; the asker answers on 12 October.
     api.act("editor_b", case_id, "assign")
-    clock.set(date(2026, 9, 30))
+    clock.set(bj(2026, 9, 30))
     api.act("editor_b", case_id, "request-info", {"text": "请提供拟申报项目的名称"})
     view = api.track(receipt)
     assert view["state"] == "awaiting_info" and view["deadline_status"] == "paused"
     assert view["info_request"] == "请提供拟申报项目的名称"
     api.act("editor_b", case_id, "submit-review", expect=409)  # not while waiting for the asker
-    clock.set(date(2026, 10, 12))
+    clock.set(bj(2026, 10, 12))
     answered = api.client.post(f"/api/consult/consultations/{receipt['tracking_number']}/information",
                                json={"code": receipt["query_code"], "text": "项目名称为“智能制造示范”。"})
     assert answered.status_code == 200 and answered.get_json()["state"] == "drafting"
@@ -186,7 +174,7 @@ def test_rejection_transfer_information_extension_and_reopen(api: ConsultApi, cl
     api.act("editor_b", case_id, "submit-review")
     api.act("editor_b", case_id, "approve", expect=403)
     api.act("reviewer_b", case_id, "approve")
-    clock.set(date(2026, 10, 14))
+    clock.set(bj(2026, 10, 14))
     api.act("editor_b", case_id, "reply")
     code = {"code": receipt["query_code"]}
     number = receipt["tracking_number"]
@@ -195,7 +183,7 @@ def test_rejection_transfer_information_extension_and_reopen(api: ConsultApi, cl
     rated = api.client.post(f"/api/consult/consultations/{number}/rating",
                             json={**code, "rating": "dissatisfied", "comment": "没有说明具体日期"})
     assert rated.status_code == 200 and rated.get_json()["can_reopen_until"]
-    clock.set(date(2026, 10, 15))
+    clock.set(bj(2026, 10, 15))
     reopened = api.client.post(f"/api/consult/consultations/{number}/reopen", json=code)
     assert reopened.status_code == 200, reopened.get_data(as_text=True)
     assert reopened.get_json()["state"] == "reopened"

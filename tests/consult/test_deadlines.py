@@ -36,12 +36,14 @@ from sqlalchemy.orm import Session
 import services.calendar
 from consult import workflow
 from consult.models import CalendarDay, CategoryDeadline, Consultation, ProcessedEvent
-from consult.workflow import BEIJING, ConsultationState, Submission
+from consult.workflow import ConsultationState, Submission
 from services.auth import StaffIdentity
 from services.calendar import apply_calendar_event, calendar_payload, package_covers, replace_year
 from services.db import get_database
 from services.permissions import Grant, Role
 from services.settings import Settings
+
+from support.clock import Clock, bj
 
 S = ConsultationState
 D = date
@@ -56,25 +58,6 @@ ADMIN_2027: dict[date, tuple[bool, str]] = {
 }
 """An administrator's 2027 entries (test data, not the State Council's): New Year's Day (a Friday) off,
 and the Saturday after it a working day."""
-
-
-def bj(year: int, month: int, day: int, hour: int = 10, minute: int = 0) -> datetime:
-    """A Beijing wall-clock moment, as the UTC instant the application stores."""
-    return datetime(year, month, day, hour, minute, tzinfo=BEIJING).astimezone(UTC)
-
-
-class Clock:
-    """What ``consult.workflow.utcnow`` answers while a test runs."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def set(self, moment: datetime) -> datetime:
-        self.now = moment.astimezone(UTC)
-        return self.now
 
 
 @pytest.fixture

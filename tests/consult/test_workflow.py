@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from consult import workflow
 from consult.models import Consultation, ConsultationStep, OutboxEvent, TrackingSerial
-from consult.workflow import BEIJING, CONSULTATION_WORKFLOW, ConsultationState, Submission, SubmissionResult
+from consult.workflow import CONSULTATION_WORKFLOW, ConsultationState, Submission, SubmissionResult
 from services.auth import StaffIdentity
 from services.db import get_database
 from services.permissions import Grant, NotPermitted, Role
@@ -44,31 +44,10 @@ from services.settings import Settings
 from services.text.pii import MARKERS
 from services.workflow import ContentProblem, TransitionNotAllowed
 
+from support.clock import Clock, bj
+
 S = ConsultationState
 SCOPE = ("KJTA",)
-
-
-def bj(year: int, month: int, day: int, hour: int = 10, minute: int = 0) -> datetime:
-    """A Beijing wall-clock moment, as the UTC instant the application stores."""
-    return datetime(year, month, day, hour, minute, tzinfo=BEIJING).astimezone(UTC)
-
-
-class Clock:
-    """What ``consult.workflow.utcnow`` answers while a test runs."""
-
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def set(self, moment: datetime) -> datetime:
-        self.now = moment.astimezone(UTC)
-        return self.now
-
-    def advance(self, delta: timedelta) -> datetime:
-        self.now += delta
-        return self.now
 
 
 # -- fixtures ----------------------------------------------------------------------------------
