@@ -539,7 +539,7 @@ def test_publication_needs_consent(app: Flask, org: dict[str, Any], sign_in: Sig
     html = office.html(case_path(cid))
     blockers = html[html.index('id="publish-blockers"'):]
     assert "提交人未同意公开" in blockers[:blockers.index("</ul>")]
-    assert re.search(r'<button type="submit" disabled>公开</button>', html)
+    assert re.search(r'<button type="submit" disabled>公开此答复</button>', html)
     refused = office.post(case_path(cid, "publish"))
     assert refused.status_code == 422
     assert "提交人未同意公开" in refused.get_data(as_text=True)
