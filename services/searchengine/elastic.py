@@ -8,6 +8,12 @@ with the delete's version (``version_type=external_gte``), because Elasticsearch
 the version of a real delete after ``index.gc_deletes`` (60 s) and a late, older write
 would then bring the document back. Search, count and get filter tombstones out.
 
+Ranking, highlights, synonyms and suggestions follow ``analysis`` and ``highlight`` so
+that both adapters agree: the recency and validity factors are a ``function_score`` around
+the text query; highlights are made in Python from the returned ``_source`` (escape first,
+then mark); suggestions are a ``completion`` field with a ``doc_type`` context, whose inputs
+and weights ``analysis.suggestion_entries`` computes.
+
 Run ``python -m services.searchengine.elastic`` to print the index settings
 (``deploy/elasticsearch/index-settings.json`` is that output; a test compares them).
 """
@@ -20,6 +26,7 @@ import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -28,15 +35,41 @@ from elastic_transport._node import NodeApiResponse
 from elastic_transport.client_utils import DEFAULT, DefaultType
 from elasticsearch import ApiError, ConflictError, Elasticsearch, NotFoundError
 
+from services.searchengine.analysis import (
+    EXPIRED_FACTOR,
+    EXPIRED_VALIDITIES,
+    FACET_SIZE,
+    MLT_MAX_QUERY_TERMS,
+    MLT_MIN_DOC_FREQ,
+    MLT_MIN_SHOULD_MATCH_PERCENT,
+    MLT_MIN_WORD_LENGTH,
+    RECENCY_FLOOR,
+    RECENCY_HALF_LIFE_DAYS,
+    SUGGEST_KEY_CHARS,
+    SUGGEST_WORD_STARTS,
+    TextPlan,
+    check_related_args,
+    check_suggest_args,
+    explain,
+    now_ms,
+    ordered_facet,
+    plan_text,
+    published_bounds,
+    suggestion_entries,
+    suggestion_key,
+)
+from services.searchengine.highlight import highlight_document
 from services.searchengine.port import (
     DOC_TYPES,
     KEYWORD_FIELDS,
     TITLE_WEIGHT,
     EngineHealth,
     SearchEngineError,
+    SearchHit,
     SearchQuery,
     SearchResult,
     SearchUnavailable,
+    Suggestion,
     hit_from_document,
     index_number,
     indices_to_prune,
@@ -46,7 +79,7 @@ from services.searchengine.port import (
     validate_version,
     versioned_index_name,
 )
-from services.text.segment import segment_for_index, segment_query, split_phrases
+from services.text.segment import segment_for_index
 
 #: Fields the adapter computes; kept out of what get/search return.
 COMPUTED_FIELDS: tuple[str, ...] = ("title_seg", "body_seg", "suggest")
@@ -58,8 +91,8 @@ _HEALTH_TIMEOUT = 3.0
 _MAX_CAUSE_LENGTH = 300
 _VERSIONED_INDEX = re.compile(r"[a-z0-9_]+-v\d+-\d{14}")
 _CREATE_ATTEMPTS = 5
-#: Characters a completion input may not contain (Elasticsearch reserves them).
-_COMPLETION_RESERVED = re.compile("[\x00\x1e\x1f]")
+#: Fields a suggestion needs from a document.
+_SUGGESTION_SOURCE = ("id", "doc_type", "title", "url")
 
 
 def index_settings() -> dict[str, Any]:
@@ -67,7 +100,7 @@ def index_settings() -> dict[str, Any]:
     osmem-server accepts the same body, see the tests)."""
 
     def text_cjk() -> dict[str, Any]:
-        return {"type": "text", "analyzer": "cjk"}
+        return {"type": "text", "analyzer": "gongkai_cjk"}
 
     def text_segmented() -> dict[str, Any]:
         return {"type": "text", "analyzer": "gongkai_whitespace"}
@@ -81,7 +114,8 @@ def index_settings() -> dict[str, Any]:
             "analysis": {
                 "analyzer": {
                     # Recall: overlapping CJK bigrams match any 2+ character substring.
-                    "cjk": {
+                    # (Not named "cjk": that would shadow Elasticsearch's built-in analyzer.)
+                    "gongkai_cjk": {
                         "type": "custom",
                         "tokenizer": "standard",
                         "filter": ["cjk_width", "lowercase", "cjk_bigram"],
@@ -92,6 +126,7 @@ def index_settings() -> dict[str, Any]:
                         "tokenizer": "whitespace",
                         "filter": ["lowercase"],
                     },
+                    # Suggestions: the whole input, prefix-matched (inputs come normalised).
                     "gongkai_suggest": {
                         "type": "custom",
                         "tokenizer": "keyword",
@@ -114,7 +149,14 @@ def index_settings() -> dict[str, Any]:
                 "url": {"type": "keyword", "index": False},
                 "published_at": {"type": "date"},
                 **{name: keyword() for name in KEYWORD_FIELDS},
-                "suggest": {"type": "completion", "analyzer": "gongkai_suggest"},
+                # Title starts and word starts (analysis.suggestion_entries), weighted by
+                # band and day; the doc_type context filters suggestions by type.
+                "suggest": {
+                    "type": "completion",
+                    "analyzer": "gongkai_suggest",
+                    "max_input_length": SUGGEST_KEY_CHARS,
+                    "contexts": [{"name": "doc_type", "type": "category", "path": "doc_type"}],
+                },
                 "tombstone": {"type": "boolean"},
                 "deleted_at": {"type": "date"},
             },
@@ -173,32 +215,83 @@ def _error_reason(error: ApiError) -> str:
     return str(error.message)
 
 
-def _completion_input(title: str) -> list[str]:
-    cleaned = _COMPLETION_RESERVED.sub("", title).strip()
-    return [cleaned] if cleaned else []
+def _completion_inputs(document: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``suggest`` field's value: the entries of ``analysis.suggestion_entries``, grouped by weight."""
+    inputs: dict[int, list[str]] = {}
+    for key, weight in suggestion_entries(document.get("title") or "", document.get("published_at")):
+        inputs.setdefault(weight, []).append(key)
+    return [{"input": keys, "weight": weight} for weight, keys in inputs.items()]
 
 
-def _text_clause(text: str) -> dict[str, Any] | None:
-    """The query for ``text`` (see the matching rules in ``port``)."""
+def _any_of(clauses: list[dict[str, Any]]) -> dict[str, Any]:
+    return clauses[0] if len(clauses) == 1 else {"bool": {"should": clauses, "minimum_should_match": 1}}
+
+
+def _words_in_title_or_body(words: list[str]) -> dict[str, Any]:
+    return {
+        "multi_match": {
+            "query": " ".join(words),
+            "type": "cross_fields",
+            "operator": "and",
+            "fields": [f"title_seg^{TITLE_WEIGHT}", "body_seg"],
+        }
+    }
+
+
+def _text_clause(text: str | TextPlan) -> dict[str, Any] | None:
+    """The query for ``text`` (see the matching rules in ``port``; a ``TextPlan`` brings synonyms)."""
+    plan = plan_text(text) if isinstance(text, str) else text
     alternatives: list[dict[str, Any]] = []
-    phrases = split_phrases(text)
-    if phrases:
-        alternatives.append({"bool": {"must": [_phrase_in_title_or_body(phrase) for phrase in phrases]}})
-    words = segment_query(text)
-    if words:
-        alternatives.append(
-            {
-                "multi_match": {
-                    "query": " ".join(words),
-                    "type": "cross_fields",
-                    "operator": "and",
-                    "fields": [f"title_seg^{TITLE_WEIGHT}", "body_seg"],
+    if plan.phrases:
+        phrases = [_any_of([_phrase_in_title_or_body(option) for option in options]) for options in plan.phrases]
+        alternatives.append({"bool": {"must": phrases}})
+    if plan.words:
+        if not any(synonyms for _, synonyms in plan.words):
+            alternatives.append(_words_in_title_or_body([word for word, _ in plan.words]))
+        else:
+            alternatives.append(
+                {
+                    "bool": {
+                        "must": [
+                            _any_of([_words_in_title_or_body([word]), *(_phrase_in_title_or_body(s) for s in synonyms)])
+                            for word, synonyms in plan.words
+                        ]
+                    }
                 }
-            }
-        )
+            )
     if not alternatives:
         return None
     return {"bool": {"should": alternatives, "minimum_should_match": 1}}
+
+
+def _ranked(text: dict[str, Any], now: int) -> dict[str, Any]:
+    """``text`` scored × recency × validity (see ``analysis``)."""
+    origin = datetime.fromtimestamp(now / 1000, UTC).isoformat(timespec="milliseconds")
+    with_recency = {
+        "function_score": {
+            "query": text,
+            "functions": [
+                {"weight": RECENCY_FLOOR},
+                {
+                    # A decay function gives 1 to a document without the field: undated
+                    # documents get the floor alone.
+                    "filter": {"exists": {"field": "published_at"}},
+                    "exp": {"published_at": {"origin": origin, "scale": f"{RECENCY_HALF_LIFE_DAYS}d", "decay": 0.5}},
+                    "weight": 1 - RECENCY_FLOOR,
+                },
+            ],
+            "score_mode": "sum",
+            "boost_mode": "multiply",
+        }
+    }
+    return {
+        "function_score": {
+            "query": with_recency,
+            "functions": [{"filter": {"terms": {"validity": list(EXPIRED_VALIDITIES)}}, "weight": EXPIRED_FACTOR}],
+            "score_mode": "multiply",
+            "boost_mode": "multiply",
+        }
+    }
 
 
 def _phrase_in_title_or_body(phrase: str) -> dict[str, Any]:
@@ -219,6 +312,19 @@ def _filters(doc_types: tuple[str, ...], keyword_filters: dict[str, str]) -> lis
     if doc_types:
         clauses.append({"terms": {"doc_type": list(doc_types)}})
     clauses.extend({"term": {name: value}} for name, value in sorted(keyword_filters.items()))
+    return clauses
+
+
+def _query_filters(query: SearchQuery) -> list[dict[str, Any]]:
+    clauses = _filters(query.doc_types, query.filters)
+    since, until = published_bounds(query.date_from, query.date_to)
+    bounds = {}
+    if since is not None:
+        bounds["gte"] = since.isoformat()
+    if until is not None:
+        bounds["lt"] = until.isoformat()
+    if bounds:
+        clauses.append({"range": {"published_at": bounds}})
     return clauses
 
 
@@ -431,9 +537,9 @@ class ElasticsearchEngine:
             "title_seg": segment_for_index(checked.get("title") or ""),
             "body_seg": segment_for_index(checked.get("body") or ""),
         }
-        suggestions = _completion_input(checked.get("title") or "")
+        suggestions = _completion_inputs(checked)
         if suggestions:
-            source["suggest"] = {"input": suggestions}
+            source["suggest"] = suggestions
         return self._versioned_write(target, doc_id, source, version, "external")
 
     def delete_document(self, target: str, doc_id: str, version: int) -> bool:
@@ -496,25 +602,103 @@ class ElasticsearchEngine:
     # -- the port: search -------------------------------------------------------------------
 
     def search(self, alias: str, query: SearchQuery) -> SearchResult:
-        text = _text_clause(query.text) if query.has_text else None
+        plan = plan_text(query.text, query.synonyms) if query.has_text else None
+        text = _text_clause(plan) if plan is not None else None
         scored = not query.sorts_by_date and text is not None
+        now = now_ms()
         sort: list[str | dict[str, Any]] = ["_score", *_DATE_SORT] if scored else list(_DATE_SORT)
+        must = _ranked(text, now) if scored and text is not None else text
+        aggregations = {name: {"terms": {"field": name, "size": FACET_SIZE}} for name in query.facets}
         with self._translate_errors(f"searching {alias}"):
             response = self._es().search(
                 index=alias,
-                query=_live_documents(_filters(query.doc_types, query.filters), text),
+                query=_live_documents(_query_filters(query), must),
                 sort=sort,
                 from_=query.offset,
                 size=query.per_page,
                 track_total_hits=True,
                 track_scores=scored,
                 source_excludes=list(COMPUTED_FIELDS),
+                aggs=aggregations or None,
             )
-        hits = response["hits"]
-        return SearchResult(
-            total=int(hits["total"]["value"]),
-            hits=[hit_from_document(hit["_source"], hit.get("_score") if scored else None) for hit in hits["hits"]],
-        )
+        hits = []
+        marks = plan.marks if plan is not None else ()
+        for found in response["hits"]["hits"]:
+            document = found["_source"]
+            score = found.get("_score") if scored else None
+            hit = hit_from_document(document, score)
+            if query.highlight:
+                hit = replace(hit, highlights=highlight_document(document, marks))
+            if query.explain:
+                hit = replace(hit, explanation=explain(document, score, now))
+            hits.append(hit)
+        buckets = response.get("aggregations") or {}
+        facets = {
+            name: ordered_facet({str(b["key"]): int(b["doc_count"]) for b in buckets.get(name, {}).get("buckets", [])})
+            for name in query.facets
+        }
+        return SearchResult(total=int(response["hits"]["total"]["value"]), hits=hits, facets=facets)
+
+    # -- the port: suggestions and related documents ------------------------------------------
+
+    def suggest(self, alias: str, prefix: str, limit: int = 8, doc_types: tuple[str, ...] = ()) -> list[Suggestion]:
+        check_suggest_args(limit, doc_types)
+        key = suggestion_key(prefix)
+        if not key:
+            return []
+        completion = {
+            "field": "suggest",
+            # One document may match at several of its entries; ask for enough to fill ``limit``.
+            "size": limit * (SUGGEST_WORD_STARTS + 1),
+            "contexts": {"doc_type": list(doc_types or DOC_TYPES)},
+        }
+        with self._translate_errors(f"suggesting from {alias}"):
+            response = self._es().search(
+                index=alias,
+                size=0,
+                suggest={"titles": {"prefix": key, "completion": completion}},
+                source_includes=list(_SUGGESTION_SOURCE),
+            )
+        options = [option for entry in response.get("suggest", {}).get("titles", []) for option in entry["options"]]
+        best: dict[str, tuple[float, dict[str, Any]]] = {}
+        for option in options:
+            weight = float(option.get("_score") or 0.0)
+            if option["_id"] not in best or weight > best[option["_id"]][0]:
+                best[option["_id"]] = (weight, option.get("_source") or {})
+        ranked = sorted(best.items(), key=lambda item: (-item[1][0], item[0]))[:limit]
+        return [
+            Suggestion(source.get("title") or "", doc_id, source.get("doc_type") or "", source.get("url") or "")
+            for doc_id, (_, source) in ranked
+        ]
+
+    def related(self, alias: str, doc_id: str, limit: int = 5, doc_types: tuple[str, ...] = ()) -> list[SearchHit]:
+        check_related_args(limit, doc_types)
+        if self.get_document(alias, doc_id) is None:
+            return []
+        like = {
+            "more_like_this": {
+                "fields": ["title_seg", "body_seg"],
+                # No _index: the searched index (an alias would also match the document itself).
+                "like": [{"_id": doc_id}],
+                "min_term_freq": 1,
+                "min_doc_freq": MLT_MIN_DOC_FREQ,
+                "max_query_terms": MLT_MAX_QUERY_TERMS,
+                "min_word_length": MLT_MIN_WORD_LENGTH,
+                "minimum_should_match": f"{MLT_MIN_SHOULD_MATCH_PERCENT}%",
+            }
+        }
+        query = _live_documents(_filters(doc_types, {}), like)
+        query["bool"]["must_not"].append({"ids": {"values": [doc_id]}})
+        with self._translate_errors(f"finding documents like {doc_id} in {alias}"):
+            response = self._es().search(
+                index=alias,
+                query=query,
+                sort=["_score", *_DATE_SORT],
+                size=limit,
+                track_scores=True,
+                source_excludes=list(COMPUTED_FIELDS),
+            )
+        return [hit_from_document(hit["_source"], hit.get("_score")) for hit in response["hits"]["hits"]]
 
 
 def _is_missing_document(error: SearchEngineError) -> bool:

@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
 DOC_TYPES: tuple[str, ...] = ("policy", "interpretation", "answer", "press_response")
 KEYWORD_FIELDS: tuple[str, ...] = ("department", "level", "form", "category", "validity")
+FACET_FIELDS: tuple[str, ...] = ("doc_type", *KEYWORD_FIELDS)
 TEXT_FIELDS: tuple[str, ...] = ("title", "summary", "body", "url")
 
 #: Keys the adapters compute or use for bookkeeping; callers may not supply them.
@@ -74,6 +75,17 @@ class SearchQuery:
     sort: SortOrder = "relevance"
     page: int = 1
     per_page: int = 10
+    #: published_at within [date_from, date_to], both inclusive, as days in China's time (UTC+8)
+    date_from: date | None = None
+    date_to: date | None = None
+    #: count the matches per value of these fields (any of FACET_FIELDS) over the whole result
+    facets: tuple[str, ...] = ()
+    #: fill SearchHit.highlights with safe HTML fragments (escaped text, matches in <mark>)
+    highlight: bool = False
+    #: groups of equivalent terms (公积金 / 住房公积金): a query term of a group matches any member
+    synonyms: tuple[tuple[str, ...], ...] = ()
+    #: fill SearchHit.explanation with how the score was made (staff debug mode)
+    explain: bool = False
 
     def __post_init__(self) -> None:
         unknown_types = set(self.doc_types) - set(DOC_TYPES)
@@ -88,6 +100,11 @@ class SearchQuery:
             raise ValueError(f"page must be >= 1 and per_page within 1..{MAX_PER_PAGE}")
         if self.page * self.per_page > MAX_RESULT_WINDOW:
             raise ValueError(f"page * per_page may not exceed {MAX_RESULT_WINDOW}")
+        unknown_facets = set(self.facets) - set(FACET_FIELDS)
+        if unknown_facets:
+            raise ValueError(f"unknown facets {sorted(unknown_facets)}; expected some of {FACET_FIELDS}")
+        if self.date_from and self.date_to and self.date_from > self.date_to:
+            raise ValueError("date_from is after date_to")
 
     @property
     def offset(self) -> int:
@@ -116,12 +133,28 @@ class SearchHit:
     score: float | None
     #: the document as it was indexed
     document: dict[str, Any]
+    #: field -> safe HTML fragment (escaped, matches wrapped in <mark>); with SearchQuery.highlight
+    highlights: dict[str, str] = field(default_factory=dict)
+    #: how the score was made; with SearchQuery.explain
+    explanation: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
 class SearchResult:
     total: int
     hits: list[SearchHit]
+    #: field -> value -> number of matching documents (the fields asked in SearchQuery.facets)
+    facets: dict[str, dict[str, int]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """A completion for what is being typed: a document title."""
+
+    text: str
+    doc_id: str
+    doc_type: str
+    url: str
 
 
 @runtime_checkable
@@ -182,6 +215,14 @@ class SearchEngine(Protocol):
         ...
 
     def search(self, alias: str, query: SearchQuery) -> SearchResult: ...
+
+    def suggest(self, alias: str, prefix: str, limit: int = 8, doc_types: tuple[str, ...] = ()) -> list[Suggestion]:
+        """Titles that complete ``prefix`` (live documents only), best first."""
+        ...
+
+    def related(self, alias: str, doc_id: str, limit: int = 5, doc_types: tuple[str, ...] = ()) -> list[SearchHit]:
+        """Documents most like ``doc_id`` (more-like-this on title and body), never itself; [] when unknown."""
+        ...
 
     def close(self) -> None:
         """Release connections."""

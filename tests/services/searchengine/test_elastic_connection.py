@@ -37,6 +37,11 @@ def test_health_of_an_unreachable_server_is_not_ok_and_quick() -> None:
         lambda engine: engine.get_document("gongkai", "p"),
         lambda engine: engine.count("gongkai"),
         lambda engine: engine.search("gongkai", SearchQuery(text="政策")),
+        lambda engine: engine.search("gongkai", SearchQuery(text="政策", facets=("doc_type",), highlight=True)),
+        lambda engine: engine.suggest("gongkai", "政策"),
+        lambda engine: engine.related("gongkai", "p"),
+        lambda engine: engine.refresh("gongkai"),
+        lambda engine: engine.prune("gongkai"),
     ],
 )
 def test_operations_on_an_unreachable_server_raise_search_unavailable(
