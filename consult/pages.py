@@ -41,13 +41,13 @@ from services.db import get_session, utcnow
 from services.public_read import CHINA, filtered_documents, page_number, parse_month, public_document
 from services.searchengine.port import parse_published_at
 from services.settings import Settings
+from services.web import cacheable
 from services.workflow import ContentProblem, TransitionNotAllowed
 
 bp = Blueprint("consult_pages", __name__, url_prefix="/consult", template_folder="templates")
 asker_bp = Blueprint("consult_asker", __name__, url_prefix="/consult", template_folder="templates")
 
 PER_PAGE = 20
-CACHE_CONTROL = "public, max-age=60"
 PRIVATE = "no-store"
 MAX_ATTACHMENTS = 3
 MAX_FILENAME = 200
@@ -70,16 +70,6 @@ def _settings() -> Settings:
 
 def _db() -> Session:
     return get_session("consult")
-
-
-def cacheable(html: str) -> Response:
-    """A public page with an ETag (hash of the body), 304 on a matching If-None-Match, and a short public
-    max-age. The locale comes from a cookie as well as the URL, so shared caches key on it (``Vary: Cookie``)."""
-    response = make_response(html)
-    response.set_etag(hashlib.sha256(response.get_data()).hexdigest()[:32])
-    response.headers["Cache-Control"] = CACHE_CONTROL
-    response.vary.add("Cookie")
-    return response.make_conditional(request)
 
 
 def private(html: str, status: int = 200) -> Response:

@@ -747,8 +747,8 @@ def publish(session: Session, actor: StaffIdentity, consultation: Consultation) 
         raise problem("consent_to_publish", "提交人未同意公开，不能公开")
     if not consultation.published_question or not consultation.published_reply:
         raise problem("redaction", "请先由审核人确认隐去个人信息")
+    consultation.published_at = utcnow()  # before the transition: its event carries the document
     _transition(session, actor, consultation, "publish")
-    consultation.published_at = utcnow()
     return consultation
 
 

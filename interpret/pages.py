@@ -11,7 +11,6 @@ Only rich-text bodies are rendered as HTML, and only after ``sanitise_html`` onc
 
 from __future__ import annotations
 
-import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -19,19 +18,18 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from flask import Blueprint, current_app, make_response, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
 from interpret.workflow import FORMS, HIGHER_LEVELS, LEVELS, VALIDITIES, sanitise_html
 from services.auth import public
 from services.public_read import CHINA, filtered_documents, page_number, public_document
 from services.searchengine.port import parse_published_at
-from services.web import content_alias
+from services.web import cacheable, content_alias
 
 bp = Blueprint("interpret_pages", __name__, url_prefix="/interpret", template_folder="templates")
 
 PER_PAGE = 20
-CACHE_CONTROL = "public, max-age=60"
 FIRST_YEAR = 1949
 MAX_FILTER_LENGTH = 100
 INTERPRETATION_LEVELS = ("上级", "本级")
@@ -43,18 +41,6 @@ _BLOCK_TAG = re.compile(r"<(?:p|br|div|table|ul|ol|h[2-4]|blockquote)\b", re.IGN
 
 
 # -- helpers ---------------------------------------------------------------------------------
-
-
-def cacheable(html: str) -> Response:
-    """A public page with an ETag (hash of the body), 304 on a matching If-None-Match, and a short public max-age.
-
-    The locale comes from a cookie as well as the URL, so shared caches must key on it: ``Vary: Cookie``.
-    """
-    response = make_response(html)
-    response.set_etag(hashlib.sha256(response.get_data()).hexdigest()[:32])
-    response.headers["Cache-Control"] = CACHE_CONTROL
-    response.vary.add("Cookie")
-    return response.make_conditional(request)
 
 
 def _text_arg(name: str) -> str:

@@ -80,6 +80,8 @@ def beat_schedule(settings: Settings) -> dict[str, Any]:
         "publish-scheduled-content": {"task": "interpret.publish_due", "schedule": timedelta(seconds=30)},
         # Monday 09:00 in the app's time zone (Asia/Shanghai): interpretations missing or late, per department.
         "consult-deadline-sweep": {"task": "consult.sweep_deadlines", "schedule": crontab(minute=5)},
+        # Hourly at :35: compare the index with what the services publish, repair the drift.
+        "search-reconcile": {"task": "search.reconcile", "schedule": crontab(minute=35)},
         "interpret-coverage-reminders": {
             "task": "interpret.coverage_reminders", "schedule": crontab(minute=0, hour=9, day_of_week="mon"),
         },

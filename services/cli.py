@@ -564,5 +564,94 @@ def consult_export(start_text: str, end_text: str, department: str | None, out_p
     click.echo(f"wrote {out_path} ({len(content):,} bytes) for {start.isoformat()} to {end.isoformat()}")
 
 
+
+@main.group("search")
+def search_group() -> None:
+    """The shared search index (站内搜索): rebuild and reconciliation."""
+
+
+@search_group.command("reindex")
+@click.option("--keep", default=2, show_default=True, type=click.IntRange(min=1),
+              help="index versions to keep after the swap, the new one included (older ones allow a rollback)")
+@readable_errors
+def search_reindex(keep: int) -> None:
+    """Rebuild the content index from the services and switch to it without downtime.
+
+    A new index version is filled from what each service publishes while the current one keeps
+    answering queries and receiving new publications (which reach the new index too); then the
+    alias moves to the new index in one step and old versions beyond --keep are deleted. If the
+    rebuild fails or is interrupted, the alias is left as it was. GET /api/search/reindex/status
+    shows the progress.
+    """
+    from tqdm import tqdm
+
+    from search.reindex import ReindexInProgress, reindex, worker_apps
+    from services.migrations import migrate_all
+    from services.suite import create_worker_app
+
+    settings = _settings_checked()
+    migrate_all(settings)
+    bars: dict[str, Any] = {}
+
+    def progress(doc_type: str, done: int, total: int) -> None:
+        bar = bars.get(doc_type)
+        if bar is None:
+            if not total:
+                return  # nothing of this type to index
+            bar = bars[doc_type] = tqdm(total=total, desc=doc_type, unit="doc", disable=not sys.stderr.isatty())
+        bar.total = max(bar.total or 0, total)
+        bar.update(done - bar.n)
+
+    app = create_worker_app(settings)
+    try:
+        with app.app_context():
+            report = reindex(worker_apps(app), keep=keep, progress=progress)
+    except ReindexInProgress as error:
+        raise Failure(str(error)) from None
+    finally:
+        for bar in bars.values():
+            bar.close()
+    counts = ", ".join(f"{count} {doc_type}" for doc_type, count in report.counts.items())
+    click.echo(f"rebuilt {report.alias}: {report.previous or '(none)'} -> {report.index} ({counts}) "
+               f"in {report.seconds:.1f} s")
+    if report.pruned:
+        click.echo(f"pruned: {', '.join(report.pruned)}")
+    if report.prune_error:
+        click.echo(f"warning: old indices not pruned ({report.prune_error}); the next rebuild prunes them", err=True)
+
+
+@search_group.command("reconcile")
+@click.option("--dry-run", is_flag=True, help="report the drift only; repair nothing")
+@readable_errors
+def search_reconcile(dry_run: bool) -> None:
+    """Compare the index with what the services publish, per type, and repair the drift.
+
+    Missing documents are indexed, stale ones rewritten, those no longer published deleted. The
+    beat schedule runs this every hour; the table shows what was found and repaired.
+    """
+    from search.reconcile import reconcile
+    from search.reindex import worker_apps
+    from services.migrations import migrate_all
+    from services.suite import create_worker_app
+
+    settings = _settings_checked()
+    migrate_all(settings)
+    app = create_worker_app(settings)
+    with app.app_context():
+        report = reconcile(worker_apps(app), repair=not dry_run)
+    for line in report.lines():
+        click.echo(line)
+    if not report.drift:
+        click.echo(f"no drift in {report.alias} ({report.seconds:.1f} s)")
+    elif dry_run:
+        click.echo(f"drift found in {report.alias}: {report.drift} documents (dry run: nothing repaired)")
+    else:
+        repaired = sum(item.repaired for item in report.types.values())
+        click.echo(f"drift repaired in {report.alias}: {repaired} of {report.drift} documents ({report.seconds:.1f} s)")
+    if report.unrepaired:
+        click.echo(f"warning: {report.unrepaired} documents could not be repaired (the index holds a newer "
+                   "version or deletion); `gongkai search reindex` rebuilds the index afresh", err=True)
+
+
 if __name__ == "__main__":
     main()

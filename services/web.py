@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import swagger_ui_bundle
-from flask import Blueprint, Flask, abort, jsonify, render_template, request, send_from_directory
+from flask import (
+    Blueprint,
+    Flask,
+    abort,
+    jsonify,
+    make_response,
+    render_template,
+    request,
+    send_from_directory,
+)
 from flask_babel import Babel
 from flask_smorest import Api
+from werkzeug.wrappers import Response
 
 from services.auth import current_staff, enforce_access, public
 from services.celery_app import CeleryPublisher, make_celery
@@ -38,6 +49,19 @@ def _protect_forms() -> None:
         from flask import current_app
 
         current_app.extensions["gongkai.csrf"].protect()
+
+
+PUBLIC_CACHE_CONTROL = "public, max-age=60"
+
+
+def cacheable(html: str) -> Response:
+    """A public page with an ETag (hash of the body), 304 on a matching If-None-Match, and a short public
+    max-age. The locale comes from a cookie as well as the URL, so shared caches key on it (``Vary: Cookie``)."""
+    response = make_response(html)
+    response.set_etag(hashlib.sha256(response.get_data()).hexdigest()[:32])
+    response.headers["Cache-Control"] = PUBLIC_CACHE_CONTROL
+    response.vary.add("Cookie")
+    return response.make_conditional(request)
 
 
 def get_settings(app: Flask) -> Settings:

@@ -120,6 +120,10 @@ SAMPLE_ARGS: dict[str, dict[str, Any]] = {
     "consult_staff.attachment": {"consultation_id": "@consultation_closed",
                                  "attachment_id": "@consultation_attachment"},
     "consult_staff.canned_delete": {"reply_id": "@canned_reply"},
+    # Search: an unknown document has no related documents; deleting what is not there lands on the list.
+    "search_api.related": {"doc_id": "policy-0"},
+    "search_admin.synonyms_delete": {"group_id": "0"},
+    "search_admin.best_bets_delete": {"bet_id": "0"},
     "consult_pages.answer": {"answer_id": "@answer"},
     "portal_pages.static": {"filename": "css/site.css"},
     "portal_pages.switch_language": {"code": "en"},
@@ -250,6 +254,11 @@ WRITES: dict[tuple[str, str], Write] = {
     ("consult_staff.deadlines", "POST"): Write({}, Expect(422)),
     # Deleting a canned reply twice is no error: every permitted actor lands on the list again.
     ("consult_staff.canned_delete", "POST"): Write({}, Expect(303, "/consult/staff/canned?done=delete")),
+    # Search curation (disclosure office): empty forms are refused; deleting a missing rule is no error.
+    ("search_admin.synonyms", "POST"): Write({}, Expect(422)),
+    ("search_admin.best_bets", "POST"): Write({}, Expect(422)),
+    ("search_admin.synonyms_delete", "POST"): Write({}, Expect(303, "/search/admin/synonyms?done=delete")),
+    ("search_admin.best_bets_delete", "POST"): Write({}, Expect(303, "/search/admin/best-bets?done=delete")),
     # A line that is no calendar line: refused, nothing saved.
     ("identity_calendar.save_calendar", "POST"): Write({"year": "2027", "lines": "not a line"}, Expect(400)),
 }

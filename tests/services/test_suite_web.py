@@ -120,7 +120,7 @@ def test_unknown_page_answers_a_chinese_page(client: Client) -> None:
         ("/api/search?page=abc", "query", "page"),
         ("/api/search?page=100000", "query", "page"),
         ("/api/search?type=secret", "query", "type"),
-        ("/api/search?q=" + "长" * 101, "query", "q"),
+        ("/api/search?q=" + "长" * 201, "query", "q"),
         ("/api/interpret/policies?per_page=500", "query", "per_page"),
     ],
 )
