@@ -1,9 +1,10 @@
-# Gongkai (公开). `make run` runs the suite on this machine; `make test` runs every test.
+# Gongkai (公开). `make run` runs the suite on this machine; `make test` runs every test;
+# `make bench` runs the benchmarks (bench/README.md).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test install install-dev lint translations clean
+.PHONY: run test bench install install-dev lint translations clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +26,11 @@ run: install
 
 test: install-dev
 	$(BIN)/python -m pytest
+
+bench: install-dev
+	OMP_NUM_THREADS=1 $(BIN)/python -m bench.router
+	$(BIN)/python -m bench.search_relevance
+	$(BIN)/python -m bench.freshness
 
 lint: install-dev
 	$(BIN)/ruff check .
