@@ -586,7 +586,8 @@ def policy_document(policy: Policy) -> dict[str, Any]:
         "doc_type": "policy",
         "title": policy.title,
         "summary": text[:160],
-        "body": text,
+        # The 文号 heads the searchable text, as it heads the printed document (people search by it).
+        "body": f"{policy.document_number}\n{text}" if policy.document_number else text,
         "body_html": sanitise_html(policy.body),
         "url": f"/interpret/policies/{policy.id}",
         "published_at": policy.published_at.isoformat() if policy.published_at else None,
