@@ -95,6 +95,9 @@ def test_up_runs_the_suite_and_stops_cleanly(tmp_path: Path) -> None:
             total = json.loads(body)["total"] if status == 200 else 0
             time.sleep(1)
         assert total > 0, "seeded policies never became searchable"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and "seeded demo data" not in log.read_text():
+            time.sleep(0.5)
     finally:
         interrupt(first, data_dir)
 
