@@ -565,6 +565,65 @@ def consult_export(start_text: str, end_text: str, department: str | None, out_p
 
 
 
+@main.group("press")
+def press_group() -> None:
+    """The press office (回应关切): hot topics from public messages."""
+
+
+@press_group.command("hot-topics")
+@click.option("--from-csv", "csv_file", metavar="CSV", required=True, type=click.Path(path_type=Path),
+              help="messages shaped like messages_with_likes.csv (留言编号, 留言用户, 留言主题, 留言时间, "
+                   "留言详情, 点赞数)")
+@click.option("--top", default=10, show_default=True, type=click.IntRange(min=1), help="topics to print")
+@click.option("--out", "out_path", default=None, type=click.Path(dir_okay=False, path_type=Path),
+              help="write every topic to this CSV file")
+@click.option("--window-days", default=7.0, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="the current window for growth and bursts, ending at the latest message")
+@readable_errors
+def press_hot_topics(csv_file: Path, top: int, out_path: Path | None, window_days: float) -> None:
+    """Group the messages of CSV into topics and print the hottest (labels and questions redacted)."""
+    import csv
+
+    from tqdm import tqdm
+
+    from services.press.topics import OUTPUT_COLUMNS, MessageFileError, find_topics, read_messages_csv, topic_rows
+
+    started = time.monotonic()
+    if not csv_file.is_file():
+        raise Failure(f"--from-csv {csv_file}: no such file")
+    try:
+        messages, skipped = read_messages_csv(csv_file)
+    except MessageFileError as error:
+        raise Failure(str(error)) from None
+    if not messages:
+        raise Failure(f"--from-csv {csv_file}: no messages in the file")
+
+    def progress(items: Any) -> Any:
+        return tqdm(items, desc="分词 segmenting", unit="msg", disable=not sys.stderr.isatty())
+
+    topics = find_topics(messages, window_days=window_days, progress=progress)
+    if out_path is not None:
+        try:
+            with out_path.open("w", encoding="utf-8-sig", newline="") as stream:
+                writer = csv.DictWriter(stream, fieldnames=OUTPUT_COLUMNS)
+                writer.writeheader()
+                writer.writerows(topic_rows(topics))
+        except OSError as error:
+            raise Failure(f"--out {out_path}: {error.strerror or error}") from None
+    for rank, topic in enumerate(topics[:top], start=1):
+        span = f"{topic.first:%Y-%m-%d} – {topic.last:%Y-%m-%d}"
+        shown = ", ".join(topic.member_ids[:5]) + (f" … ({topic.size} in all)" if topic.size > 5 else "")
+        click.echo(f"{rank:>2}. {topic.label}  hotness {topic.hotness:.2f}  burst {topic.burst:+.2f}  "
+                   f"size {topic.size}  {span}")
+        click.echo(f"    why: {' '.join(topic.keywords)}")
+        if topic.representative_questions:
+            click.echo(f"    e.g. {topic.representative_questions[0]}")
+        click.echo(f"    messages: {shown}")
+    note = f", {skipped} rows skipped" if skipped else ""
+    written = f"; all topics written to {out_path}" if out_path is not None else ""
+    click.echo(f"{len(messages)} messages in {len(topics)} topics{note} ({time.monotonic() - started:.1f} s){written}")
+
+
 @main.group("search")
 def search_group() -> None:
     """The shared search index (站内搜索): rebuild and reconciliation."""
