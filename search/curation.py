@@ -26,7 +26,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from flask import Flask
-from sqlalchemy import func, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -232,6 +232,13 @@ def _grouped(session: Session, since: datetime, limit: int, *conditions: Any, mi
 
 def _aware(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def prune_query_log(session: Session, retention_days: int, now: datetime | None = None) -> int:
+    """Delete the query log rows older than ``retention_days``; returns how many."""
+    cutoff = (now or utcnow()) - timedelta(days=retention_days)
+    result = session.execute(delete(QueryLog).where(QueryLog.created_at < cutoff))
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
 def popular_queries(

@@ -94,3 +94,15 @@ def reconcile_index() -> dict[str, Any]:
     else:
         log.info("index reconciled, no drift: %s", report.summary())
     return summary
+
+
+@shared_task(name="search.prune_query_log", acks_late=True, ignore_result=True)
+def prune_query_log() -> int:
+    """Daily: delete query log rows older than ``QUERY_LOG_RETENTION_DAYS``."""
+    from search.curation import prune_query_log as prune
+
+    settings = current_app.extensions["gongkai.settings"]
+    with get_database("search").transaction() as session:
+        removed = prune(session, settings.query_log_retention_days)
+    log.info("query log: %d rows older than %d days deleted", removed, settings.query_log_retention_days)
+    return removed

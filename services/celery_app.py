@@ -80,6 +80,7 @@ def beat_schedule(settings: Settings) -> dict[str, Any]:
     interval = timedelta(seconds=settings.outbox_relay_interval)
     schedule: dict[str, Any] = {
         "prune-audit-log": {"task": "identity.prune_audit", "schedule": timedelta(days=1)},
+        "prune-query-log": {"task": "search.prune_query_log", "schedule": crontab(minute=15, hour=3)},
         "publish-scheduled-content": {"task": "interpret.publish_due", "schedule": timedelta(seconds=30)},
         # Monday 09:00 in the app's time zone (Asia/Shanghai): interpretations missing or late, per department.
         "consult-deadline-sweep": {"task": "consult.sweep_deadlines", "schedule": crontab(minute=5)},

@@ -95,6 +95,8 @@ class Settings:
     """Calendar days after a reply during which a dissatisfied asker may reopen the case (once)."""
     consult_submit_rate_limit: str = "10 per minute;200 per day"
     """Per client address, for public submissions (and the other asker actions)."""
+    query_log_retention_days: int = 365
+    """Search query log rows older than this are deleted daily (they hold no identity; hot topics read 30 days)."""
     consult_track_rate_limit: str = "60 per minute"
     """Per client address, for looking up a consultation with its query code (guessing codes stays slow)."""
     consult_alarm_days: int = 60
@@ -344,6 +346,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         consult_reopen_days=_int(env, "CONSULT_REOPEN_DAYS", 15, minimum=1),
         consult_submit_rate_limit=env.get("CONSULT_SUBMIT_RATE_LIMIT", "10 per minute;200 per day"),
         consult_track_rate_limit=env.get("CONSULT_TRACK_RATE_LIMIT", "60 per minute"),
+        query_log_retention_days=_int(env, "QUERY_LOG_RETENTION_DAYS", 365, minimum=30),
         consult_alarm_days=_int(env, "CONSULT_ALARM_DAYS", 60, minimum=1),
         consult_sensitive_words_file=consult_sensitive_words_file,
     )

@@ -514,3 +514,22 @@ def test_curation_rules_are_cached_briefly_per_process(
     later = curation._clock() + curation.RULES_TTL_SECONDS + 1
     monkeypatch.setattr(curation, "_clock", lambda: later)
     assert {hit["id"] for hit in search(public, q="开学")["hits"]} == {"policy-13", "interpretation-14"}
+
+
+def test_the_daily_task_deletes_query_log_rows_past_retention(suite: dict[str, Flask],
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    from search.tasks import prune_query_log
+
+    now = datetime.now(UTC)
+    _log(suite, [("去年的查询", 1, now - timedelta(days=400)), ("上个月的查询", 1, now - timedelta(days=40)),
+                 ("今天的查询", 1, now)])
+    app = suite["search"]
+    monkeypatch.setitem(app.extensions, "gongkai.settings",
+                        replace(app.extensions["gongkai.settings"], query_log_retention_days=30))
+    with app.app_context():
+        assert prune_query_log() == 2
+        assert prune_query_log() == 0
+    with get_database("search", app).transaction() as session:
+        assert [row.query for row in session.scalars(select(QueryLog))] == ["今天的查询"]
