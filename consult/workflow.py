@@ -204,16 +204,21 @@ def working_days_for(session: Session, settings: Settings, category: str | None)
     return settings.consult_accept_working_days, settings.consult_reply_working_days
 
 
+def _deadline(calendar: WorkingCalendar, start: date, working_days: int) -> tuple[date, bool]:
+    """The day ``working_days`` working days after ``start`` (at least one), and whether a year without a
+    holiday arrangement was counted Monday-Friday on the way (the calendar logs that once per year)."""
+    due = calendar.add_working_days(start, working_days)
+    return due, bool(calendar.uncovered_years(start + timedelta(days=1), due))
+
+
 def _recompute_reply_due(consultation: Consultation, calendar: WorkingCalendar) -> None:
     if consultation.clock_started_on is None:
         return
     span = consultation.reply_working_days + consultation.extension_working_days + consultation.paused_working_days
-    due, uncovered = calendar.add_working_days_checked(consultation.clock_started_on, span)
-    consultation.reply_due = due
-    consultation.deadline_estimated = bool(uncovered) or bool(
+    consultation.reply_due, estimated = _deadline(calendar, consultation.clock_started_on, span)
+    consultation.deadline_estimated = estimated or bool(
         consultation.accept_due and calendar.uncovered_years(consultation.accept_due, consultation.accept_due)
     )
-    calendar.add_working_days(consultation.clock_started_on, span)  # logs the warning once per year
 
 
 def current_deadline(consultation: Consultation) -> date | None:
@@ -411,9 +416,7 @@ def submit_consultation(
     category, source, confidence, department, needs_routing = _route(settings, fields)
     accept_days, reply_days = working_days_for(session, settings, category)
     received_on = local_day(now)
-    accept_due, uncovered = calendar.add_working_days_checked(received_on, accept_days)
-    if uncovered:
-        calendar.add_working_days(received_on, accept_days)  # logs the warning once per year
+    accept_due, estimated = _deadline(calendar, received_on, accept_days)
     query_code = new_query_code()
     flagged = screen(settings, fields.title, fields.question)
     consultation = Consultation(
@@ -425,7 +428,7 @@ def submit_consultation(
         consent_to_publish=fields.consent_to_publish,
         sensitive_terms="，".join(flagged) or None,
         state=S.SUBMITTED, department=department, needs_routing=needs_routing,
-        accept_due=accept_due, reply_working_days=reply_days, deadline_estimated=bool(uncovered),
+        accept_due=accept_due, reply_working_days=reply_days, deadline_estimated=estimated,
         paused_working_days=0, extension_working_days=0, reopen_count=0,
         received_at=now, created_at=now, version=1, historical=False,
     )
@@ -1083,9 +1086,8 @@ def recompute_open_deadlines(session: Session, settings: Settings) -> int:
     for consultation in cases:
         before = (consultation.accept_due, consultation.reply_due, consultation.deadline_estimated)
         accept_days, _reply_days = working_days_for(session, settings, consultation.category)
-        consultation.accept_due, uncovered = calendar.add_working_days_checked(
-            local_day(consultation.received_at), accept_days)
-        consultation.deadline_estimated = bool(uncovered)
+        consultation.accept_due, consultation.deadline_estimated = _deadline(
+            calendar, local_day(consultation.received_at), accept_days)
         _recompute_reply_due(consultation, calendar)
         if (consultation.accept_due, consultation.reply_due, consultation.deadline_estimated) != before:
             changed += 1
