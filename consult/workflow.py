@@ -442,6 +442,9 @@ def submit_consultation(
         _step(session, consultation, None, "route", S.SUBMITTED, S.SUBMITTED,
               detail=f"类别：{category}（{routing}），{queue}", public=not needs_routing, at=now)
     _changed(session, None, consultation, "submit")
+    emit(session, OutboxEvent, "consult.consultation.received", aggregate_type="consultation",
+         aggregate_id=consultation.id, version=consultation.version,
+         payload={"consultation": press_intake(settings, consultation)})
     warnings = [w for w in (year_warning(consultation),) if w]
     if flagged:
         warnings.append("您的咨询将经人工审核后受理")
@@ -913,6 +916,20 @@ def public_summary(consultation: Consultation) -> dict[str, Any]:
         "replied_at": consultation.replied_at.isoformat() if consultation.replied_at else None,
         "reply_due": consultation.reply_due.isoformat() if consultation.reply_due else None,
         "rating": consultation.rating,
+    }
+
+
+def press_intake(settings: Settings, consultation: Consultation) -> dict[str, Any]:
+    """What the press office learns of a new consultation: the redacted title and question, and a keyed
+    hash of the contact key (counts distinct askers), never the name or a contact detail."""
+    asker_key = None
+    if consultation.contact_key:
+        asker_key = hmac.new(settings.secret_key.encode(), f"press-asker|{consultation.contact_key}".encode(),
+                             hashlib.sha256).hexdigest()
+    return {
+        **public_summary(consultation),
+        "question": redact(consultation.question).text,
+        "asker_key": asker_key,
     }
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, datetime
-from enum import StrEnum
 from html import unescape
 from html.parser import HTMLParser
 from typing import Any
@@ -33,32 +32,17 @@ from services.auth import StaffIdentity
 from services.db import utcnow
 from services.outbox import emit
 from services.permissions import Permission, require
+from services.workflow import REVIEW_WORKFLOW, ReviewState, StateMachine
 from services.workflow import ContentProblem as ContentProblem
-from services.workflow import StateMachine
 from services.workflow import problem as problem
 
-
-class ContentState(StrEnum):
-    DRAFT = "draft"
-    SUBMITTED = "submitted"
-    APPROVED = "approved"
-    PUBLISHED = "published"
-    WITHDRAWN = "withdrawn"
-
+ContentState = ReviewState
+"""The states of policies and interpretations: the shared review workflow's (services.workflow)."""
 
 S = ContentState
-CONTENT_WORKFLOW: StateMachine[ContentState] = StateMachine(
-    "content",
-    {
-        "submit": (frozenset({S.DRAFT}), S.SUBMITTED),
-        "return": (frozenset({S.SUBMITTED, S.APPROVED}), S.DRAFT),
-        "approve": (frozenset({S.SUBMITTED}), S.APPROVED),
-        "publish": (frozenset({S.APPROVED}), S.PUBLISHED),
-        "withdraw": (frozenset({S.PUBLISHED}), S.WITHDRAWN),
-        "revise": (frozenset({S.PUBLISHED, S.WITHDRAWN}), S.DRAFT),
-    },
-)
-"""The one table of allowed transitions, for policies and interpretations alike."""
+CONTENT_WORKFLOW: StateMachine[ContentState] = REVIEW_WORKFLOW
+"""The one table of allowed transitions, for policies and interpretations alike (shared with the press
+office's responses, see ``services.workflow.REVIEW_WORKFLOW``)."""
 
 ACTION_PERMISSION: dict[str, Permission] = {
     "submit": Permission.DRAFT,

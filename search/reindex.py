@@ -5,9 +5,10 @@ at it in one atomic step; the old index serves every query meanwhile.
 
 Where the documents come from
     Each service exports its published documents itself (``interpret.search_export``,
-    ``consult.search_export``: see :data:`SOURCES`), with the document builders and the
-    external versions of its publish events. The search service calls those functions with
-    the app that holds the service's database; it never reads another service's tables.
+    ``consult.search_export``, ``services.press.search_export``: see :data:`SOURCES`), with the
+    document builders and the external versions of its publish events. The search service calls
+    those functions with the app that holds the service's database; it never reads another
+    service's tables.
 
 Why nothing published during the rebuild is lost
     The run is recorded in the search database (``reindex_run``, state ``building``, with
@@ -112,9 +113,9 @@ class ExportSource:
 SOURCES: tuple[ExportSource, ...] = (
     ExportSource("interpret", "interpret.search_export"),
     ExportSource("consult", "consult.search_export"),
+    ExportSource("press", "services.press.search_export"),
 )
-"""Every service whose documents the index holds. (The press office's responses join here once it
-publishes them.)"""
+"""Every service whose documents the index holds."""
 
 
 def worker_apps(app: Flask) -> dict[str, Flask]:

@@ -27,6 +27,9 @@ TASK_MODULES = (
     "services.identity.tasks",
     "consult.tasks",
     "interpret.tasks",
+    "services.press.tasks",
+    "services.press.policies",
+    "services.press.search_interest",
 )
 """Modules whose ``@shared_task`` functions the worker registers."""
 
@@ -90,6 +93,12 @@ def beat_schedule(settings: Settings) -> dict[str, Any]:
             "task": "interpret.coverage_reminders", "schedule": crontab(minute=0, hour=9, day_of_week="mon"),
         },
     }
+    # Press: a safety net for the debounced topic update (messages imported or missed by the flag).
+    schedule["press-update-topics"] = {"task": "press.update_topics", "schedule": timedelta(seconds=60),
+                                       "options": {"expires": 55}}
+    # Press: the search query log's counts as a hot-topic input (a snapshot, replaced each run).
+    schedule["press-pull-search-interest"] = {"task": "press.pull_search_interest",
+                                              "schedule": timedelta(minutes=5), "options": {"expires": 290}}
     for service in SERVICES:
         schedule[f"relay-outbox-{service}"] = {
             "task": "outbox.relay",

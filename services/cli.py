@@ -99,7 +99,8 @@ def seed_demo_command() -> None:
     settings = _settings_checked()
     migrate_all(settings)
     report = seed_demo(create_worker_app(settings), progress=sys.stderr.isatty())
-    click.echo(f"seeded: {report.policies} policies, {report.answers} answers")
+    click.echo(f"seeded: {report.policies} policies, {report.answers} answers, "
+               f"{report.press_messages} messages for the press office")
     if report.skipped:
         click.echo(f"already seeded, left as they were: {', '.join(report.skipped)}")
 
@@ -393,8 +394,9 @@ def up(seed: bool, ready_timeout: float) -> None:
             from services.suite import create_worker_app
 
             report = seed_demo(create_worker_app(settings), progress=sys.stderr.isatty())
-            if report.policies or report.answers:
-                click.echo(f"seeded demo data: {report.policies} policies, {report.answers} answers")
+            if report.policies or report.answers or report.press_messages:
+                click.echo(f"seeded demo data: {report.policies} policies, {report.answers} answers, "
+                           f"{report.press_messages} messages for the press office")
         base = f"http://{address}"
         if not _wait_ready(f"{base}/readyz", ready_timeout, children):
             failed = [name for name, child in zip(commands, children, strict=True) if child.poll() is not None]
@@ -622,6 +624,105 @@ def press_hot_topics(csv_file: Path, top: int, out_path: Path | None, window_day
     note = f", {skipped} rows skipped" if skipped else ""
     written = f"; all topics written to {out_path}" if out_path is not None else ""
     click.echo(f"{len(messages)} messages in {len(topics)} topics{note} ({time.monotonic() - started:.1f} s){written}")
+
+
+@press_group.command("briefing")
+@click.option("--week", "week_text", metavar="YYYY-MM-DD", default="",
+              help="the Monday of the week (Beijing dates); default: the last full week")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="the .docx file to write")
+@readable_errors
+def press_briefing(week_text: str, out_path: Path) -> None:
+    """Write the weekly briefing (舆情周报, Word) of a week: top topics, sample questions (redacted),
+    overdue consultations and the policies that draw questions but have no interpretation."""
+    from services.audit import AuditRecord, AuditResult, record_via_outbox
+    from services.db import open_service_database
+    from services.press.briefing import BriefingError, Week, build_weekly_briefing
+    from services.press.models import OutboxEvent
+
+    try:
+        week = Week.parse(week_text)
+    except BriefingError as error:
+        raise Failure(f"--week: {error}") from None
+    if out_path.suffix.lower() != ".docx":
+        raise Failure(f"--out {out_path}: the file name should end in .docx")
+    settings = _settings_checked()
+    database = open_service_database(settings, "press")
+    try:
+        with database.transaction() as session:
+            content = build_weekly_briefing(session, week)
+            record_via_outbox(session, OutboxEvent, AuditRecord.by(
+                None, "press", "briefing.export", AuditResult.SUCCESS, username="system", object_type="briefing",
+                object_id=week.monday.isoformat(), detail={"week": week.monday.isoformat(), "via": "cli"},
+            ))
+            try:
+                out_path.write_bytes(content)
+            except OSError as error:
+                raise Failure(f"--out {out_path}: {error.strerror or error}") from None
+    finally:
+        database.dispose()
+    click.echo(f"wrote {out_path} ({len(content):,} bytes) for {week.monday.isoformat()} to {week.sunday.isoformat()}")
+
+
+def _press_app(settings: Settings) -> Any:
+    from services.suite import create_worker_app
+
+    return create_worker_app(settings)
+
+
+@press_group.command("import")
+@click.argument("csv_file", metavar="CSV", type=click.Path(path_type=Path))
+@readable_errors
+def press_import(csv_file: Path) -> None:
+    """Import historical messages (shaped like messages_with_likes.csv) into the press office, redacted;
+    a message already imported (same 留言编号) is skipped. Run `gongkai press recompute` afterwards."""
+    from tqdm import tqdm
+
+    from services.db import get_database
+    from services.press.ingest import import_csv
+    from services.press.topics import MessageFileError
+
+    if not csv_file.is_file():
+        raise Failure(f"{csv_file}: no such file")
+    settings = _settings_checked()
+    app = _press_app(settings)
+    with app.app_context(), tqdm(desc="导入 importing", unit="msg", disable=not sys.stderr.isatty()) as bar:
+        try:
+            report = import_csv(get_database("press").transaction, settings, csv_file, progress=bar.update)
+        except MessageFileError as error:
+            raise Failure(str(error)) from None
+    click.echo(f"imported {report.imported} messages ({report.already} already there, {report.skipped} rows skipped)")
+
+
+@press_group.command("recompute")
+@readable_errors
+def press_recompute() -> None:
+    """Rebuild every topic from the stored keywords (topic ids kept where a topic stays mostly the same)."""
+    from tqdm import tqdm
+
+    from services.db import get_database
+    from services.press.engine import recompute
+
+    settings = _settings_checked()
+    app = _press_app(settings)
+    bars: dict[str, Any] = {}
+
+    def progress(stage: str, done: int, total: int) -> None:
+        bar = bars.get(stage)
+        if bar is None:
+            for other in bars.values():
+                other.close()
+            bar = bars[stage] = tqdm(total=total, desc=stage, unit="item", disable=not sys.stderr.isatty())
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    started = time.monotonic()
+    with app.app_context():
+        run_id = recompute(get_database("press"), progress=progress)
+    for bar in bars.values():
+        bar.close()
+    click.echo(f"recompute run {run_id} finished ({time.monotonic() - started:.1f} s)")
 
 
 @main.group("search")

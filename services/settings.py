@@ -103,6 +103,19 @@ class Settings:
     """A consultation unanswered this many calendar days after receipt raises an alarm."""
     consult_sensitive_words_file: Path | None = None
     """Words that flag a submission for review (one per line); unset: ``consult/data/sensitive_words.txt``."""
+    press_response_hours: int = 48
+    """The response clock a growth alert starts (回应关切 within 48 hours)."""
+    press_emergency_response_hours: int = 5
+    """The response clock an emergency alert starts (authoritative information within 5 hours)."""
+    press_emergency_terms: tuple[str, ...] = ("爆炸", "火灾", "坍塌", "死亡", "中毒", "疫情", "泄漏", "踩踏", "溃坝",
+                                              "群体性")
+    """Terms that make a message an emergency (stored at ingest; the default emergency rule's terms)."""
+    press_update_delay_seconds: float = 2.0
+    """New messages are grouped into topics by one Celery run at most this long after they arrive."""
+    press_webhook_timeout_seconds: float = 5.0
+    """How long an alert webhook may take to answer before the delivery is retried."""
+    press_search_window_hours: int = 24
+    """The search query log window a topic's search interest counts (and the previous one, for growth)."""
 
     @property
     def rate_limit_storage(self) -> str:
@@ -349,4 +362,17 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         query_log_retention_days=_int(env, "QUERY_LOG_RETENTION_DAYS", 365, minimum=30),
         consult_alarm_days=_int(env, "CONSULT_ALARM_DAYS", 60, minimum=1),
         consult_sensitive_words_file=consult_sensitive_words_file,
+        press_response_hours=_int(env, "PRESS_RESPONSE_HOURS", 48, minimum=1),
+        press_emergency_response_hours=_int(env, "PRESS_EMERGENCY_RESPONSE_HOURS", 5, minimum=1),
+        press_emergency_terms=_terms(env, "PRESS_EMERGENCY_TERMS", Settings.press_emergency_terms),
+        press_update_delay_seconds=_float(env, "PRESS_UPDATE_DELAY_SECONDS", 2.0),
+        press_webhook_timeout_seconds=_float(env, "PRESS_WEBHOOK_TIMEOUT_SECONDS", 5.0),
+        press_search_window_hours=_int(env, "PRESS_SEARCH_WINDOW_HOURS", 24, minimum=1),
     )
+
+
+def _terms(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma-separated list (ASCII or full-width commas); unset or blank: ``default``."""
+    raw = env.get(name, "").replace("，", ",").replace("、", ",")
+    terms = tuple(term.strip() for term in raw.split(",") if term.strip())
+    return terms or default

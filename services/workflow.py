@@ -57,3 +57,39 @@ class ContentProblem(Exception):
 
 def problem(field: str, message: str) -> ContentProblem:
     return ContentProblem({field: [message]})
+
+
+# -- the review workflow: drafted, reviewed, published (policies, interpretations, press responses) ----
+
+
+class ReviewState(StrEnum):
+    DRAFT = "draft"
+    SUBMITTED = "submitted"
+    APPROVED = "approved"
+    PUBLISHED = "published"
+    WITHDRAWN = "withdrawn"
+
+
+REVIEW_STATE_LABELS: dict[str, str] = {
+    "draft": "草稿", "submitted": "已提交", "approved": "已审核", "published": "已发布", "withdrawn": "已撤回",
+}
+REVIEW_ACTION_LABELS: dict[str, str] = {
+    "submit": "提交", "return": "退回", "approve": "审核通过", "publish": "发布", "withdraw": "撤回", "revise": "修订",
+}
+
+_R = ReviewState
+REVIEW_WORKFLOW: StateMachine[ReviewState] = StateMachine(
+    "content",
+    {
+        "submit": (frozenset({_R.DRAFT}), _R.SUBMITTED),
+        "return": (frozenset({_R.SUBMITTED, _R.APPROVED}), _R.DRAFT),
+        "approve": (frozenset({_R.SUBMITTED}), _R.APPROVED),
+        "publish": (frozenset({_R.APPROVED}), _R.PUBLISHED),
+        "withdraw": (frozenset({_R.PUBLISHED}), _R.WITHDRAWN),
+        "revise": (frozenset({_R.PUBLISHED, _R.WITHDRAWN}), _R.DRAFT),
+    },
+    state_labels=REVIEW_STATE_LABELS,
+    action_labels=REVIEW_ACTION_LABELS,
+)
+"""The one table of allowed transitions for reviewed content: interpret's policies and interpretations
+and the press office's responses (回应关切 / 媒体聚焦) alike."""

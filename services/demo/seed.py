@@ -31,6 +31,7 @@ URL_DATE = re.compile(r"/(\d{4})-(\d{2})/(\d{2})/")
 class SeedReport:
     policies: int = 0
     answers: int = 0
+    press_messages: int = 0
     skipped: tuple[str, ...] = ()
 
 
@@ -105,5 +106,28 @@ def seed_demo(app: Flask, progress: bool = True, department: str = "ORG") -> See
         report.answers = imported.imported
         if not imported.imported:
             skipped.append("consult")
+        report.press_messages = _seed_press(app, progress)
+        if not report.press_messages:
+            skipped.append("press")
     report.skipped = tuple(skipped)
     return report
+
+
+def _seed_press(app: Flask, progress: bool) -> int:
+    """The press office's copy of the demo messages (redacted, imported once), then a full recompute so
+    the console has topics; the default alert rules are created if there are none."""
+    from services.press.alerts import ensure_default_rules
+    from services.press.engine import recompute
+    from services.press.ingest import import_csv
+    from services.press.models import PressMessage
+
+    press_db = get_database("press")
+    settings = app.extensions["gongkai.settings"]
+    with press_db.transaction() as session:
+        ensure_default_rules(session, settings)
+        if session.scalar(select(func.count()).select_from(PressMessage)):
+            return 0
+    with tqdm(desc="舆情留言 press", unit="msg", disable=not progress) as bar:
+        report = import_csv(press_db.transaction, settings, DATA_DIR / "messages_with_replies.csv", progress=bar.update)
+    recompute(press_db)
+    return report.imported

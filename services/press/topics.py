@@ -5,12 +5,14 @@ tasks and the console can share them. Nothing here touches a database.
 
 Pipeline
 --------
-1. **Keywords** (:func:`message_keywords`): jieba through the project segmenter
+1. **Keywords** (:func:`keywords_of`): jieba through the project segmenter
    (``services/text/segment.py``: government, legal and finance user dictionaries keep
-   place, estate and office names whole) in precise mode, each distinct word once per
-   part, over the title (counted twice: it says what the message is about) and the
-   details. Stop words (the segmenter's list, ``services/text/data/stopwords.txt``),
-   single characters and numbers are dropped.
+   office and policy terms whole) in precise mode, each distinct word once per part, over
+   the title (counted twice: it says what the message is about) and the details. Estate,
+   street and place names jieba does not know (丽 发 新城, 梅 溪湖 街道) are put back
+   together by :func:`place_names` (a place suffix with the short pieces before it). Stop
+   words (the segmenter's list, ``services/text/data/stopwords.txt``), single characters and
+   numbers are dropped.
 2. **TF-IDF** (:func:`build_vectors`): scikit-learn with the IDF trained on the messages
    themselves (smoothed idf, sublinear tf, L2-normalised rows; words in fewer than
    :data:`MIN_DOCUMENT_FREQUENCY` messages are ignored, since they cannot link two messages).
@@ -22,7 +24,8 @@ Pipeline
    chain unrelated messages through one go-between the way single linkage does.
 4. **Why grouped**: each topic keeps its *shared keywords*, the words present in at least
    half of its messages (all of them for two), ranked by their summed TF-IDF weight in
-   the topic. The label is the top three shared keywords (else the most central title).
+   the topic. The label is the top three shared keywords (the most central title for a topic of
+   one or two messages, or without shared keywords).
    Representative questions are the titles of the messages closest to the topic centroid.
    Labels and representative questions go through ``services.text.pii.redact``.
 
@@ -30,14 +33,25 @@ Hotness index (window ``W`` days, ``now`` = the latest message time unless given
 --------------------------------------------------------------------------------
 With ``n`` the topic's messages, ``a`` its distinct askers, ``L`` its likes, ``c`` its
 messages in the current window ``(now - W, now]``, ``p`` those in the previous window
-``(now - 2W, now - W]`` and ``age`` the days since its latest message::
+``(now - 2W, now - W]``, ``age`` the days since its latest message and ``s`` its search
+interest (public searches of the last ``PRESS_SEARCH_WINDOW_HOURS`` whose query shares a word
+with the topic's shared keywords, ``services.press.search_interest``; 0 where not known, as in
+the CSV command)::
 
     hotness = ln(1 + n) + ln(1 + a) + 0.5 * ln(1 + L)
               + ln((1 + c) / (1 + p))          # growth, +1 smoothed, negative when falling
               + 2 * 0.5 ** (age / W)           # recency, halves every window
+              + 0.5 * ln(1 + s)                # search interest
 
 Logarithms keep one huge topic or one heavily liked message from dominating; a topic
 that grows ranks above a flat one of the same size, askers and likes.
+
+Why searches weigh 0.5 (:data:`SEARCH_WEIGHT`), like likes: a search costs less than a message
+(nothing written, no account) and the log cannot tell one person searching ten times from ten
+people, so a search is a weaker sign than a message or an asker; yet it is the public's interest
+before anybody writes in. At half weight 100 searches add about 2.3, what ten messages add
+through ``ln(1 + n)``: searches lift a topic people are looking up, they never outrank a topic
+people write about in numbers.
 
 Burst score
 -----------
@@ -79,9 +93,13 @@ MIN_DOCUMENT_FREQUENCY = 2
 TITLE_WEIGHT = 2
 SHARED_KEYWORDS = 5
 REPRESENTATIVES = 3
+KEYWORD_LABEL_MIN_SIZE = 3
+TITLE_LABEL_LENGTH = 40
 DEFAULT_WINDOW_DAYS = 7.0
 LIKES_WEIGHT = 0.5
 RECENCY_WEIGHT = 2.0
+SEARCH_WEIGHT = 0.5
+"""Weight of ``ln(1 + searches)`` in the hotness index (why: see the module docstring)."""
 
 
 @dataclass(frozen=True)
@@ -126,15 +144,70 @@ def _identity(items: Iterable[Message]) -> Iterable[Message]:
 
 def message_keywords(messages: Sequence[Message], progress: Progress = _identity) -> list[list[str]]:
     """The keywords of each message (title counted :data:`TITLE_WEIGHT` times), in order."""
-    from services.text.segment import get_segmenter
+    return [keywords_of(message.title, message.text) for message in progress(messages)]
+
+
+def keywords_of(title: str, text: str) -> list[str]:
+    """The keywords of one message (title words :data:`TITLE_WEIGHT` times, then the details'),
+    each distinct word once per part, place names included (stored at ingest)."""
+    return _part_keywords(title) * TITLE_WEIGHT + _part_keywords(text)
+
+
+def _part_keywords(text: str) -> list[str]:
+    from services.text.segment import get_segmenter, is_word_token
 
     segmenter = get_segmenter()
-    result: list[list[str]] = []
-    for message in progress(messages):
-        title = _words(segmenter.segment_query(message.title))
-        body = _words(segmenter.segment_query(message.text))
-        result.append(title * TITLE_WEIGHT + body)
-    return result
+    tokens = segmenter.cut(text)
+    stopwords = segmenter.stopwords
+    words = _words(token for token in tokens if is_word_token(token) and token not in stopwords)
+    return list(dict.fromkeys([*words, *place_names(tokens, stopwords)]))
+
+
+PLACE_SUFFIXES: frozenset[str] = frozenset({
+    "苑", "园", "城", "新城", "小区", "花园", "家园", "公寓", "广场", "大厦", "社区", "村", "镇", "乡", "街道",
+    "路", "街", "大道", "巷", "湾", "府", "庭", "山庄", "花苑", "公馆", "新村",
+})
+"""Words that end the name of an estate, a street or a place (丽发 + 新城, 凉塘 + 路)."""
+ADMINISTRATIVE_ENDINGS = ("省", "市", "县", "区", "州", "旗")
+"""A word ending so (长沙市, A7县, 四区) comes before a place name, it is not part of it."""
+MAX_PLACE_NAME = 7
+NOT_IN_PLACE_NAMES = frozenset("这那此该本各每个条几")
+"""Demonstratives and measure words (这条路) that jieba leaves single but are no part of a name."""
+
+
+def place_names(tokens: Sequence[str], stopwords: frozenset[str] = frozenset()) -> list[str]:
+    """Estate, street and place names jieba does not know, put back together (丽 发 新城 → 丽发新城,
+    伊 景园 滨河 苑 → 伊景园滨河苑, 梅 溪湖 街道 → 梅溪湖街道).
+
+    A name is a suffix word (:data:`PLACE_SUFFIXES`) with the short words before it (one or two
+    characters each, Chinese characters only, not a stop word, not ending with an administrative unit
+    such as 市 or 区), at most :data:`MAX_PLACE_NAME` characters in all, and at least one of those
+    words a single character: the sign that jieba cut an unknown name into pieces. Known words
+    before a suffix (车位 路) are left alone."""
+    names: list[str] = []
+    used_until = -1
+    for index, token in enumerate(tokens):
+        if token not in PLACE_SUFFIXES:
+            continue
+        start, length = index, len(token)
+        while start - 1 > used_until:
+            previous = tokens[start - 1]
+            if (len(previous) > 2 or not all("\u4e00" <= ch <= "\u9fff" for ch in previous)
+                    or previous in stopwords or previous in NOT_IN_PLACE_NAMES
+                    or previous.endswith(ADMINISTRATIVE_ENDINGS)
+                    or length + len(previous) > MAX_PLACE_NAME):
+                break
+            start -= 1
+            length += len(previous)
+        if start < index and any(len(piece) == 1 for piece in tokens[start:index]):
+            names.append("".join(tokens[start:index + 1]))
+            used_until = index
+    return names
+
+
+def emergency_terms_in(text: str, terms: Iterable[str]) -> list[str]:
+    """The configured emergency terms ``text`` mentions, in the order configured."""
+    return [term for term in terms if term and term in text]
 
 
 def _words(tokens: Iterable[str]) -> list[str]:
@@ -180,14 +253,15 @@ def cluster(vectors: sparse.csr_matrix, threshold: float = SIMILARITY_THRESHOLD)
 
 
 def hotness(
-    size: int, askers: int, likes: int, current: int, previous: int, age_days: float, window_days: float
+    size: int, askers: int, likes: int, current: int, previous: int, age_days: float, window_days: float,
+    searches: int = 0,
 ) -> float:
-    """The hotness index (formula in the module docstring)."""
+    """The hotness index (formula in the module docstring); ``searches`` is the topic's search interest."""
     growth = math.log((1 + current) / (1 + previous))
     recency = math.pow(0.5, max(age_days, 0.0) / window_days)
     return (
         math.log1p(size) + math.log1p(askers) + LIKES_WEIGHT * math.log1p(max(likes, 0)) + growth
-        + RECENCY_WEIGHT * recency
+        + RECENCY_WEIGHT * recency + SEARCH_WEIGHT * math.log1p(max(searches, 0))
     )
 
 
@@ -251,7 +325,7 @@ def _topic(
             representatives.append(title)
         if len(representatives) == REPRESENTATIVES:
             break
-    label = _safe("·".join(keywords[:3])) if keywords else (representatives[0] if representatives else "")
+    label = topic_label(keywords, representatives, len(chosen))
     current = sum(1 for m in chosen if now - window < m.time <= now)
     previous = sum(1 for m in chosen if now - 2 * window < m.time <= now - window)
     baseline = sum(1 for m in chosen if m.time <= now - window)
@@ -278,6 +352,19 @@ def _topic(
         burst=burst_score(current, baseline, baseline_windows),
         counts=dict(sorted(by_day.items())),
     )
+
+
+def topic_label(keywords: Sequence[str], titles: Sequence[str], size: int) -> str:
+    """The top three shared keywords; for a topic of fewer than :data:`KEYWORD_LABEL_MIN_SIZE`
+    messages (its "shared" keywords are just one message's words) or without keywords, its most
+    central title, shortened to :data:`TITLE_LABEL_LENGTH` characters. Redacted either way."""
+    if keywords and size >= KEYWORD_LABEL_MIN_SIZE:
+        # A word inside a longer shared keyword (新城 in 丽发新城) says nothing more.
+        top = list(keywords[:SHARED_KEYWORDS])
+        shown = [word for word in top if not any(word != other and word in other for other in top)]
+        return _safe("·".join(shown[:3]))
+    title = _safe(titles[0]) if titles else (_safe("·".join(keywords[:3])) if keywords else "")
+    return title if len(title) <= TITLE_LABEL_LENGTH else title[:TITLE_LABEL_LENGTH - 1] + "…"
 
 
 def _shared_keywords(vectors: sparse.csr_matrix, vocabulary: list[str]) -> list[str]:

@@ -240,6 +240,11 @@ class Segmenter:
         words = tokenizer.cut(normalize(text), HMM=USE_HMM)
         return _unique(word for word in words if is_word_token(word) and word not in stopwords)
 
+    def cut(self, text: str) -> list[str]:
+        """Precise-mode tokens in order, punctuation and stop words included (for callers that
+        look at a word's neighbours)."""
+        return list(self._load().cut(normalize(text), HMM=USE_HMM))
+
     def rarity(self, word: str) -> float:
         """How rare ``word`` is in jieba's general dictionary: ln(total / frequency), the
         highest for words it does not know (a corpus-independent stand-in for idf)."""

@@ -50,7 +50,8 @@ def test_reconciliation_repairs_deleted_stale_missing_and_extra_documents(
     engine, alias = content_alias(suite["search"])
     clean = reconcile(suite)
     assert clean.drift == 0 and clean.unrepaired == 0
-    assert {name: r.published for name, r in clean.types.items()} == {"policy": 5, "interpretation": 1, "answer": 3}
+    assert {name: r.published for name, r in clean.types.items()} == {"policy": 5, "interpretation": 1, "answer": 3,
+                                                                    "press_response": 0}
 
     # Deleted: the index was restored from a copy made before this answer was there.
     restore_without(suite, f"answer-{answers[0]}")

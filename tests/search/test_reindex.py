@@ -240,8 +240,8 @@ def test_a_rebuild_under_queries_and_publications_loses_nothing_and_fails_no_que
     run = latest_run(suite["search"])
     assert run is not None and run["state"] == FINISHED and run["index"] == report.index
     assert run["previous_index"] == first_index and run["finished_at"] is not None
-    assert set(run["progress"]) == set(counts)
-    assert all(item["done"] == item["total"] > 0 for item in run["progress"].values())
+    assert set(run["progress"]) == {*counts, "press_response"}  # every source, the press office too
+    assert all(item["done"] == item["total"] > 0 for doc_type, item in run["progress"].items() if doc_type in counts)
     assert building_indices(suite["search"]) == ()
 
 
@@ -273,7 +273,7 @@ def test_a_failed_rebuild_leaves_the_alias_and_drops_its_index(
     assert room.sync() == ["indexed"]
     report = reindex(suite, settle_seconds=0)
     assert engine.current_index(alias) == report.index and report.counts == {
-        "policy": 4, "interpretation": 0, "answer": 1}
+        "policy": 4, "interpretation": 0, "answer": 1, "press_response": 0}
 
 
 
@@ -348,7 +348,7 @@ def test_the_rebuild_status_is_for_the_disclosure_office(
     assert status["state"] == "finished" and status["index"] == status["current_index"] == report.index
     assert status["previous_index"] == report.previous
     assert status["progress"] == {"policy": {"done": 1, "total": 1}, "interpretation": {"done": 0, "total": 0},
-                                  "answer": {"done": 1, "total": 1}}
+                                  "answer": {"done": 1, "total": 1}, "press_response": {"done": 0, "total": 0}}
     assert status["started_at"] and status["finished_at"] and status["started_by"] == "cli"
     assert client.get(path).status_code == 401
     assert client.get(path, headers=token("editor_a")).status_code == 403

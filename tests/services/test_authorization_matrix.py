@@ -53,6 +53,9 @@ STAFF_ONLY_PREFIXES = ("/staff/admin", "/staff/audit", "/api/identity/department
 
 APP_NAMES = ("identity", "interpret", "consult", "search", "press", "portal")
 
+PRESS_ACTIONS = ("submit", "return", "approve", "publish", "withdraw", "revise")
+"""The transitions of a press response (the same review table as interpret's)."""
+
 INTERPRET_ACTIONS = ("submit", "return", "approve", "publish", "withdraw", "revise")
 """The transitions of the interpret staff API, each ``POST /api/interpret/manage/<kind>/<id>/<action>``."""
 
@@ -60,6 +63,7 @@ RECORD_DEPARTMENTS: dict[str, str] = {
     "policy_draft": "KJTA", "policy_submitted": "KJTA", "staff_attachment": "KJTA",
     "interpretation_draft": "KJTA", "interpretation_submitted": "KJTA",
     "consultation_closed": "KJTA",
+    "press_response_draft": "KJTA",
 }
 """Sampled records of department-scoped staff endpoints, and their department. Such an endpoint answers
 404 to a caller its rule lets in but who may not read (``records.read``) the record's department: a record
@@ -128,6 +132,19 @@ SAMPLE_ARGS: dict[str, dict[str, Any]] = {
     "portal_pages.static": {"filename": "css/site.css"},
     "portal_pages.switch_language": {"code": "en"},
     **{f"{name}_api_docs.api_docs_asset": {"filename": "swagger-ui.css"} for name in APP_NAMES},
+    # Press office: a topic, an alert rule that has fired (so deleting it is refused), an empty draft
+    # response of division KJTA, and a published one.
+    "press_pages.static_file": {"filename": "js/press-console.js"},
+    "press_api.get_topic": {"topic_id": "@press_topic"},
+    "press_api.list_topic_messages": {"topic_id": "@press_topic"},
+    "press_pages.topic": {"topic_id": "@press_topic"},
+    **{f"press_api.{name}": {"rule_id": "@press_rule"} for name in ("get_rule", "update_rule", "delete_rule")},
+    **{f"press_pages.{name}": {"rule_id": "@press_rule"} for name in ("rule_edit", "rule_update", "rule_delete")},
+    **{f"press_responses_api.{name}": {"response_id": "@press_response_draft"} for name in (
+        "get_response", "update_response", *(f"response_{action}" for action in PRESS_ACTIONS))},
+    **{f"press_staff_responses.{name}": {"response_id": "@press_response_draft"} for name in (
+        "detail", "update", *(f"action_{action}" for action in PRESS_ACTIONS))},
+    "press_responses.response_page": {"response_id": "@press_response"},
 }
 """URL arguments per endpoint. ``@department`` is replaced by each department in turn, ``@user`` and
 ``@assignment`` by a real staff member outside the organisation and one of their roles, ``@policy`` and
@@ -173,6 +190,22 @@ class Write:
 
 
 WRITES: dict[tuple[str, str], Write] = {
+    ("press_api.create_rule", "POST"): Write({}, Expect(422), json=True),
+    ("press_api.update_rule", "PUT"): Write({}, Expect(422), json=True),
+    ("press_api.delete_rule", "DELETE"): Write({}, Expect(422), json=True),  # the rule has fired
+    ("press_pages.rules_create", "POST"): Write({}, Expect(422)),
+    ("press_pages.rule_update", "POST"): Write({}, Expect(422)),
+    ("press_pages.rule_delete", "POST"): Write({}, Expect(422)),  # the rule has fired
+    ("press_responses_api.create_response", "POST"): Write({}, Expect(422), json=True),
+    ("press_responses_api.update_response", "PATCH"): Write({"title": " "}, Expect(422), json=True),
+    ("press_responses_api.response_submit", "POST"): Write({}, Expect(422), json=True),  # the draft is empty
+    **{(f"press_responses_api.response_{action}", "POST"): Write({}, Expect(409), json=True)
+       for action in PRESS_ACTIONS if action != "submit"},
+    ("press_staff_responses.create", "POST"): Write({}, Expect(422)),
+    ("press_staff_responses.update", "POST"): Write({}, Expect(422)),
+    ("press_staff_responses.action_submit", "POST"): Write({}, Expect(422)),
+    **{(f"press_staff_responses.action_{action}", "POST"): Write({}, Expect(409))
+       for action in PRESS_ACTIONS if action != "submit"},
     ("auth_api.create_token", "POST"): Write({}, Expect(422), anonymous=Expect(422), json=True),
     # Public and rate-limited; no text is refused before any model is needed.
     ("consult_classify.classify", "POST"): Write({}, Expect(422), anonymous=Expect(422), json=True),
@@ -466,10 +499,45 @@ def records(suite: dict[str, Flask], org: dict[str, Any], monkeypatch: pytest.Mo
         found["answer"] = answer.id
         messages.append(_outbox_message(session, "consult", answer.id))
         found.update(_consult_records(session))
+    found.update(_press_records(suite))
+    messages.append(found.pop("press_response_message"))
     with suite["search"].app_context():
         for message in messages:
             assert index_document(message) == "indexed"
     return found
+
+
+def _press_records(suite: dict[str, Flask]) -> dict[str, Any]:
+    """A press topic, an alert rule that has fired for it, an empty draft response of division KJTA and a
+    published response (with its index event)."""
+    from services.auth import StaffIdentity
+    from services.db import get_database
+    from services.permissions import Grant
+    from services.press import workflow as press_workflow
+    from services.press.models import Alert, AlertRule, OutboxEvent, Topic
+
+    now = datetime.now(UTC)
+    officer = StaffIdentity(0, "matrix_press", "样例新闻", (Grant(Role.PRESS_OFFICER, "KJTA", ("KJTA",)),), "x", "api")
+    reviewer = StaffIdentity(1, "matrix_review", "样例审核", (Grant(Role.REVIEWER, "KJTA", ("KJTA",)),), "x", "api")
+    with get_database("press", suite["press"]).transaction() as session:
+        topic = Topic(label="授权矩阵样例话题", keywords=["样例"], size=0, first_at=now, last_at=now)
+        rule = AlertRule(name="样例规则", kind="growth", min_messages=5, within_hours=24, min_burst=3.0,
+                         response_hours=48)
+        session.add_all([topic, rule])
+        session.flush()
+        session.add(Alert(rule_id=rule.id, topic_id=topic.id, window_key="sample", reason="样例",
+                          fired_at=now, response_due=now))
+        draft = press_workflow.create_response(session, officer, press_workflow.ResponseFields(
+            kind="response", title="授权矩阵样例回应"), "KJTA")
+        published = press_workflow.create_response(session, officer, press_workflow.ResponseFields(
+            kind="response", title="授权矩阵已发布回应", summary="样例摘要", body="<p>样例正文</p>"), "KJTA")
+        for actor, action in ((officer, "submit"), (reviewer, "approve"), (officer, "publish")):
+            press_workflow.transition(session, actor, published, action)
+        session.flush()
+        event = session.query(OutboxEvent).filter_by(topic="press.response.published",
+                                                     aggregate_id=str(published.id)).one()
+        return {"press_topic": topic.id, "press_rule": rule.id, "press_response_draft": draft.id,
+                "press_response": published.id, "press_response_message": event.as_message()}
 
 
 def _interpret_records(session: Any, app: Flask, published: Any) -> tuple[dict[str, int], list[dict[str, Any]]]:

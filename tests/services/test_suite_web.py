@@ -51,7 +51,7 @@ def test_home_page_speaks_chinese_with_navigation(client: Client) -> None:
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     assert '<html lang="zh-CN">' in html
-    for label in ("政策文件", "政策解读", "咨询回复", "搜索", "工作人员登录"):
+    for label in ("政策文件", "政策解读", "咨询回复", "搜索", "工作人员入口"):
         assert label in html
     assert "<script>" not in html  # no inline scripts anywhere in the shell
 

@@ -175,3 +175,26 @@ def test_real_messages_give_ten_topics_with_members() -> None:
         text for topic in topics for text in (topic.label, *topic.keywords, *topic.representative_questions)
     )
     assert find_personal_data(shown, kinds=(PHONE_KIND, ID_CARD)) == []
+
+
+def test_place_and_estate_names_are_kept_whole() -> None:
+    """jieba cuts unknown estate and street names into pieces; the keywords put them back together,
+    so two messages about 丽发新城 share that word (and not only 新城 with every other 新城)."""
+    from services.press.topics import keywords_of
+
+    assert "丽发新城" in keywords_of("丽发新城小区旁边搅拌站噪音", "")
+    assert "伊景园滨河苑" in keywords_of("A市伊景园滨河苑车位捆绑销售", "")
+    assert "梅溪湖街道" in keywords_of("", "长沙市岳麓区梅溪湖街道")
+    assert "凉塘路" in keywords_of("星沙四区凉塘路旧城改造", "")
+    words = keywords_of("这条路太烂了", "小区停车难")
+    assert "条路" not in words and not any(word.endswith("路") for word in words)
+    assert "长沙市梅溪湖街道" not in keywords_of("", "长沙市梅溪湖街道")
+
+
+def test_a_label_leaves_out_words_inside_a_longer_keyword() -> None:
+    from services.press.topics import topic_label
+
+    assert topic_label(["新城", "丽发新城", "搅拌站", "小区"], ["丽发新城搅拌站扰民"], 12) == "丽发新城·搅拌站·小区"
+    title = "请加快提高A市民营幼儿园老师的待遇，联系电话13812345678，这是一个很长很长的标题啊"
+    label = topic_label(["民营", "幼儿园"], [title], 1)
+    assert label.startswith("请加快提高A市民营幼儿园老师的待遇") and "13812345678" not in label and len(label) <= 40
