@@ -52,6 +52,8 @@ from services.outbox import emit
 from services.permissions import Permission, require
 from services.settings import Settings
 from services.text.pii import BANK_CARD, EMAIL, ID_CARD, PHONE, find_personal_data, redact
+from services.text.pii import MARKERS as PII_MARKERS
+from services.text.pii import NAME as PII_NAME
 from services.workflow import ContentProblem, StateMachine, problem
 
 BEIJING = timezone(timedelta(hours=8))
@@ -903,12 +905,21 @@ def _actor_name(actor: StaffIdentity | None, action: str) -> str:
     return "提交人" if action in ASKER_ACTIONS else "系统"
 
 
+def without_submitter(consultation: Consultation, text: str) -> str:
+    """``text`` redacted, and the submitter's own name marked wherever it appears: the detector cannot
+    know every name (我是欧阳晓明), but this one is known."""
+    name = " ".join((consultation.name or "").split())
+    if len(name) >= 2:
+        text = text.replace(name, PII_MARKERS[PII_NAME])
+    return redact(text).text
+
+
 def public_summary(consultation: Consultation) -> dict[str, Any]:
     """What other services learn of a consultation: no name, no contact, no question text."""
     return {
         "id": consultation.id,
         "tracking_number": consultation.tracking_number,
-        "title": redact(consultation.title).text,
+        "title": without_submitter(consultation, consultation.title),
         "state": consultation.state,
         "department": consultation.department,
         "category": consultation.category,
@@ -928,7 +939,7 @@ def press_intake(settings: Settings, consultation: Consultation) -> dict[str, An
                              hashlib.sha256).hexdigest()
     return {
         **public_summary(consultation),
-        "question": redact(consultation.question).text,
+        "question": without_submitter(consultation, consultation.question),
         "asker_key": asker_key,
     }
 

@@ -106,7 +106,8 @@ def test_events_are_sent_right_after_commit_when_the_broker_answers(suite: dict[
         _publish_one(app)
     finally:
         database.publisher = None
-    assert len(publisher.sent) == 5
+    # One task per subscriber: the policy's publication goes to the index and to the press office's policy list.
+    assert len(publisher.sent) == 6
     assert pending_count(database, OutboxEvent) == 0
 
 
