@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench install install-dev lint translations clean
+.PHONY: run test bench bench-wrk install install-dev lint translations clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -27,10 +27,27 @@ run: install
 test: install-dev
 	$(BIN)/python -m pytest
 
-bench: install-dev
-	OMP_NUM_THREADS=1 $(BIN)/python -m bench.router
-	$(BIN)/python -m bench.search_relevance
-	$(BIN)/python -m bench.freshness
+# Every scenario writes bench/results/<name>.json; bench.report prints one table of all of them (and writes
+# summary.json / summary.png). Each runs at its default scale; a scenario that fails does not stop the others
+# (its row then shows the previous figure or none). The load scenarios need Debian's wrk: installed when missing.
+BENCH_SCENARIOS := search_relevance http_pages search_api submissions staff_inbox reindex hot_topics
+
+bench: install-dev bench-wrk
+	@date +%s > bench/results/.started
+	-OMP_NUM_THREADS=1 $(BIN)/python -m bench.router
+	-$(BIN)/python -m bench.freshness --under-submissions
+	-$(foreach scenario,$(BENCH_SCENARIOS),$(BIN)/python -m bench.$(scenario);)
+	$(BIN)/python -m bench.report
+	@echo "make bench took $$(( $$(date +%s) - $$(cat bench/results/.started) )) s"
+
+bench-wrk:
+	@command -v wrk >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk) \
+		|| { echo "make bench needs wrk: apt-get install wrk"; exit 1; }
+
+# One scenario alone, then the table: make bench-http_pages, make bench-submissions, ...
+bench-%: install-dev bench-wrk
+	$(BIN)/python -m bench.$*
+	$(BIN)/python -m bench.report
 
 lint: install-dev
 	$(BIN)/ruff check .

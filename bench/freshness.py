@@ -14,19 +14,28 @@ while the publications go out one every ``--interval`` seconds (each probed on i
 
     .venv/bin/python -m bench.freshness [--publications 50] [--database sqlite|postgres] [--qps 10]
 
+Under the submission load (``--under-submissions``, what ``make bench`` runs: the issue's target is the p95
+under that load): the production-like configuration of ``bench.submissions`` -- the consult service in its
+own gunicorn (``deploy/gunicorn.conf.py``) on PostgreSQL and Redis, with a worker and beat -- gets wrk's
+varied valid submissions (``bench.submissions``' request list, ``--connections``) for the whole run, while
+the publications go out through the interpret workflow on the same databases, broker and worker; the
+search probe reads the same index. The worker thus indexes publications while it delivers every
+submission's outbox events. Results: ``bench/results/freshness_under_submissions.json``, with the
+submissions accepted per second during the run.
+
+    .venv/bin/python -m bench.freshness --under-submissions [--publications 50] [--connections 32]
+
 The data dir is a temporary folder. With ``--database postgres`` the services use PostgreSQL
 (``--database-url``, default the local ``test`` database) in schemas of their own, dropped afterwards.
 Redis: a ``redis-server`` started here on a free port (or ``--redis-url``). Results go to
-``bench/results/freshness[_postgres].json`` (or ``--results``).
+``bench/results/freshness[_postgres].json`` (or ``--results``), in the common shape (``bench.common``).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import platform
 import random
 import secrets
 import shutil
@@ -41,12 +50,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bench.common import Row, judge, print_rows, write_result
+
 REPO = Path(__file__).resolve().parents[1]
-RESULTS_DIR = REPO / "bench" / "results"
 TARGET_SECONDS = 2.0
 DEFAULT_DATABASE_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 HANZI = "甲乙丙丁戊己庚辛壬癸子丑寅卯辰巳午未申酉戌亥春夏秋冬梅兰竹菊松柏桃李杏柳"
@@ -248,7 +257,13 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed of markers and queries")
     parser.add_argument("--results", type=Path, default=None,
                         help="where to write the figures (default bench/results/freshness[_postgres].json)")
+    parser.add_argument("--under-submissions", action="store_true",
+                        help="publish under bench.submissions' load (production-like: PostgreSQL, Redis, gunicorn)")
+    parser.add_argument("--connections", type=int, default=32, help="wrk connections of the submission load")
     args = parser.parse_args()
+    if args.under_submissions:
+        under_submissions(args)
+        return
 
     from services.migrations import migrate_all
     from services.settings import load_settings
@@ -308,19 +323,7 @@ def run(args: argparse.Namespace, settings: Any, chooser: random.Random) -> dict
     for thread in threads:
         thread.start()
     time.sleep(2.0)  # the load is running before the first publication
-    items = [Publication(number, marker) for number, marker in
-             enumerate(unique_markers(args.publications, chooser))]
-    probes = []
-    began = time.monotonic()
-    for item in items:
-        wait = began + item.number * args.interval - time.monotonic()
-        if wait > 0:
-            time.sleep(wait)
-        probe = threading.Thread(target=publish_and_probe, args=(apps, item, args.poll, args.timeout))
-        probe.start()
-        probes.append(probe)
-    for probe in probes:
-        probe.join()
+    items = publish_all(apps, args, chooser)
     load.stop.set()
     for thread in threads:
         thread.join()
@@ -363,20 +366,95 @@ def report(args: argparse.Namespace, results: dict[str, Any], worker_log: list[s
             print(f"  {error}")
     if failed:
         print("worker log (last lines):\n  " + "\n  ".join(worker_log))
-    output = {
-        "date": datetime.now(UTC).isoformat(timespec="seconds"),
-        "machine": f"{platform.machine()} {os.cpu_count()} cores, Python {platform.python_version()}, "
-                   f"{platform.system()}",
+    rows = result_rows(items, load_name="background queries", failed=len(failed))
+    extra = {
         "settings": {"publications": args.publications, "interval": args.interval, "qps": args.qps,
                      "poll": args.poll, "database": args.database, "seeded": not args.no_seed},
-        "seed": results["seeded"], **summary,
+        "seed": results["seeded"], "summary": summary,
         "seconds": [None if item.seconds is None else round(item.seconds, 3) for item in items],
+        **results.get("extra", {}),
     }
     suffix = "" if args.database == "sqlite" else f"_{args.database}"
-    path: Path = args.results or RESULTS_DIR / f"freshness{suffix}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(output, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    name = results.get("name") or f"freshness{suffix}"
+    path = write_result(name, rows + results.get("rows", []), extra, path=args.results)
+    print_rows(name, rows + results.get("rows", []))
     print(f"written {path}")
+
+
+def result_rows(items: list[Publication], load_name: str, failed: int) -> list[Row]:
+    """p95 (the target), p50 and the publications never found, as result rows."""
+    found = [item.seconds for item in items if item.seconds is not None]
+    p95 = percentile(found, 0.95) if found else None
+    return [
+        judge("publication -> searchable p95", None if failed else p95, "s", at_most=TARGET_SECONDS, digits=3),
+        Row("publication -> searchable p50", round(statistics.median(found), 3) if found else None, "s", "info",
+            True, ""),
+        Row("publications not searchable in time", float(failed), "publications", "= 0 publications",
+            failed == 0, "" if failed == 0 else f"{failed} of {len(items)} never found"),
+    ]
+
+
+def under_submissions(args: argparse.Namespace) -> None:
+    """Publications through interpret while wrk posts submissions to the production-like consult service."""
+    from bench.load import production_services, run_wrk
+    from bench.submissions import submissions
+    from services.suite import create_suite
+
+    chooser = random.Random(args.seed)
+    seconds = args.publications * args.interval + 10.0
+    with tempfile.TemporaryDirectory(prefix="gongkai-freshness-load-") as scratch:
+        folder = Path(scratch)
+        with production_services(folder / "data", ["consult"], folder, database_url=args.database_url,
+                                 redis_url=args.redis_url) as suite:
+            apps = create_suite(suite.settings).apps
+            # Warm-up (each gunicorn worker loads jieba and the router on its first submission), not counted.
+            run_wrk(suite.url("consult"), submissions(400, seed=1), connections=4, seconds=5)
+            outcome: dict[str, Any] = {}
+
+            def submit() -> None:
+                try:
+                    outcome["load"] = run_wrk(suite.url("consult"), submissions(max(2000, int(seconds * 1500))),
+                                              connections=args.connections, seconds=seconds)
+                except BaseException as error:  # reported below, never a silent success
+                    outcome["error"] = f"{type(error).__name__}: {error}"
+
+            loader = threading.Thread(target=submit, daemon=True)
+            loader.start()
+            time.sleep(3.0)  # the load is running before the first publication
+            items = publish_all(apps, args, chooser)
+            loader.join()
+            worker_log = (folder / "worker.log").read_text(errors="replace").strip().splitlines()[-5:]
+    if "load" not in outcome:
+        raise SystemExit(f"the submission load failed: {outcome.get('error')}")
+    load = outcome["load"]
+    accepted = load.count("201") / load.seconds if load.seconds else 0.0
+    print(f"  submissions during the run: {load.line()}")
+    rows = [
+        Row("submissions accepted (201) per second during the run", round(accepted, 1), "/s", "info", True, ""),
+        Row("submission p99 during the run", round(load.p99_ms, 1), "ms", "info", True, ""),
+    ]
+    args.database = "postgres"
+    report(args, {"items": items, "load": Load(), "seeded": {}, "documents": None,
+                  "name": "freshness_under_submissions", "rows": rows,
+                  "extra": {"submission_load": load.as_dict()}}, worker_log)
+
+
+def publish_all(apps: dict[str, Any], args: argparse.Namespace, chooser: random.Random) -> list[Publication]:
+    """One publication every ``--interval`` seconds, each probed on its own thread, until all are found."""
+    items = [Publication(number, marker) for number, marker in
+             enumerate(unique_markers(args.publications, chooser))]
+    probes = []
+    began = time.monotonic()
+    for item in items:
+        wait = began + item.number * args.interval - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        probe = threading.Thread(target=publish_and_probe, args=(apps, item, args.poll, args.timeout))
+        probe.start()
+        probes.append(probe)
+    for probe in probes:
+        probe.join()
+    return items
 
 
 if __name__ == "__main__":
