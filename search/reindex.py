@@ -306,16 +306,21 @@ def _totals(apps: Apps) -> dict[str, int]:
     return totals
 
 
-def _write_patiently(engine: SearchEngine, index: str, doc_id: str, document: dict[str, Any], version: int) -> bool:
-    """One index write, tried again after a short pause when the engine does not answer: a hiccup
-    of the engine should not throw away a long rebuild (a longer outage still ends it)."""
+Batch = list[tuple[str, dict[str, Any], int]]
+
+
+def _write_patiently(engine: SearchEngine, index: str, batch: Batch) -> list[bool]:
+    """One batch of index writes (one transaction on FTS5, one ``_bulk`` request on Elasticsearch),
+    sent again after a short pause when the engine does not answer: a hiccup of the engine should
+    not throw away a long rebuild (a longer outage still ends it). Sending a batch twice is safe:
+    the external versions make a write that already landed a no-op."""
     for pause in WRITE_RETRY_PAUSES:
         try:
-            return engine.index_document(index, doc_id, document, version)
+            return engine.index_documents(index, batch)
         except SearchUnavailable as error:
             log.warning("index write failed (%s); trying again in %.0f s", type(error).__name__, pause)
             time.sleep(pause)
-    return engine.index_document(index, doc_id, document, version)
+    return engine.index_documents(index, batch)
 
 
 def _fill(engine: SearchEngine, index: str, apps: Apps, database: ServiceDatabase, run_id: int,
@@ -328,16 +333,27 @@ def _fill(engine: SearchEngine, index: str, apps: Apps, database: ServiceDatabas
             for doc_type, count in done.items():
                 progress(doc_type, count, max(totals.get(doc_type, 0), count))
 
-    since_report, reported_at = 0, time.monotonic()
-    for source in SOURCES:
-        for doc_id, document, version in source.documents(apps, batch_size=batch_size):
-            _write_patiently(engine, index, doc_id, check_public(dict(document)), version)
+    batch: Batch = []
+
+    def flush() -> None:
+        _write_patiently(engine, index, batch)
+        for _, document, _ in batch:
             doc_type = str(document["doc_type"])
             done[doc_type] = done.get(doc_type, 0) + 1
-            since_report += 1
-            if since_report >= batch_size or time.monotonic() - reported_at > HEARTBEAT_SECONDS:
+        batch.clear()
+
+    reported_at = time.monotonic()
+    for source in SOURCES:
+        for doc_id, document, version in source.documents(apps, batch_size=batch_size):
+            batch.append((doc_id, check_public(dict(document)), version))
+            if len(batch) >= batch_size:
+                flush()
+                report()  # after every batch: progress, and a sign of life
+                reported_at = time.monotonic()
+            elif time.monotonic() - reported_at > HEARTBEAT_SECONDS:
                 report()
-                since_report, reported_at = 0, time.monotonic()
+                reported_at = time.monotonic()
+    flush()
     report()
     return done
 

@@ -24,7 +24,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -213,6 +213,21 @@ def _error_reason(error: ApiError) -> str:
         details = body["error"]
         return f"{details.get('type')}: {details.get('reason')}"
     return str(error.message)
+
+
+def _indexed_source(doc_id: str, document: dict[str, Any], version: int) -> dict[str, Any]:
+    """The checked document with the fields the adapter computes (segmented text, suggestions)."""
+    checked = validate_document(doc_id, document)
+    validate_version(version)
+    source = {
+        **checked,
+        "title_seg": segment_for_index(checked.get("title") or ""),
+        "body_seg": segment_for_index(checked.get("body") or ""),
+    }
+    suggestions = _completion_inputs(checked)
+    if suggestions:
+        source["suggest"] = suggestions
+    return source
 
 
 def _completion_inputs(document: dict[str, Any]) -> list[dict[str, Any]]:
@@ -530,17 +545,40 @@ class ElasticsearchEngine:
     # -- the port: documents ----------------------------------------------------------------
 
     def index_document(self, target: str, doc_id: str, document: dict[str, Any], version: int) -> bool:
-        checked = validate_document(doc_id, document)
-        validate_version(version)
-        source = {
-            **checked,
-            "title_seg": segment_for_index(checked.get("title") or ""),
-            "body_seg": segment_for_index(checked.get("body") or ""),
-        }
-        suggestions = _completion_inputs(checked)
-        if suggestions:
-            source["suggest"] = suggestions
+        source = _indexed_source(doc_id, document, version)
         return self._versioned_write(target, doc_id, source, version, "external")
+
+    def index_documents(self, target: str, documents: Sequence[tuple[str, dict[str, Any], int]]) -> list[bool]:
+        """One ``_bulk`` request with external versions; a document refused as stale (409) is
+        False, any other refusal raises (after the rest of the batch was written: the writes are
+        idempotent, so the caller may send the batch again)."""
+        sources = [(doc_id, _indexed_source(doc_id, document, version), version)
+                   for doc_id, document, version in documents]
+        if not sources:
+            return []
+        operations: list[dict[str, Any]] = []
+        for doc_id, source, version in sources:
+            operations.append({"index": {"_index": target, "_id": doc_id, "version": version,
+                                         "version_type": "external"}})
+            operations.append(source)
+        with self._translate_errors(f"writing {len(sources)} documents to {target}"):
+            reply = self._es().bulk(operations=operations, require_alias=not _VERSIONED_INDEX.fullmatch(target))
+        results: list[bool] = []
+        for (doc_id, _, _), item in zip(sources, reply.get("items", []), strict=True):
+            outcome = next(iter(item.values()))
+            status = int(outcome.get("status", 500))
+            if status == 409:
+                results.append(False)
+                continue
+            if status >= 300:
+                reason = json.dumps(outcome.get("error"), ensure_ascii=False)[:_MAX_CAUSE_LENGTH]
+                if status in _UNAVAILABLE_STATUSES:
+                    raise SearchUnavailable(f"搜索引擎不可用 / search engine unavailable while writing {doc_id} to "
+                                            f"{target}: {status} {reason}")
+                raise SearchEngineError(f"search engine refused writing document {doc_id} to {target}: "
+                                        f"{status} {reason}")
+            results.append(True)
+        return results
 
     def delete_document(self, target: str, doc_id: str, version: int) -> bool:
         validate_version(version)

@@ -40,7 +40,7 @@ import os
 import sqlite3
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -303,6 +303,22 @@ def _docs_row(document: dict[str, Any], version: int) -> dict[str, Any]:
         **{name: document.get(name) for name in KEYWORD_FIELDS},
         "document": json.dumps(document, ensure_ascii=False),
     }
+
+
+class _Prepared(NamedTuple):
+    """A checked document in the forms the tables take, made before the write lock is taken."""
+
+    doc_id: str
+    version: int
+    row: dict[str, Any]
+    text: tuple[str, str, str, str]
+    suggestions: list[tuple[str, int]]
+
+
+def _prepare(doc_id: str, document: dict[str, Any], version: int) -> _Prepared:
+    checked = validate_document(doc_id, document)
+    validate_version(version)
+    return _Prepared(doc_id, version, _docs_row(checked, version), _text_row(checked), _suggestions(checked))
 
 
 def _tombstone_row(doc_id: str, version: int) -> dict[str, Any]:
@@ -592,19 +608,28 @@ class FtsSearchEngine:
     # -- the port: documents ---------------------------------------------------------------
 
     def index_document(self, target: str, doc_id: str, document: dict[str, Any], version: int) -> bool:
-        checked = validate_document(doc_id, document)
-        validate_version(version)
-        row = _docs_row(checked, version)
-        text = _text_row(checked)  # segment before taking the write lock
-        suggestions = _suggestions(checked)
+        prepared = _prepare(doc_id, document, version)  # segment before taking the write lock
+        with self._transaction(write=True) as connection:
+            return self._write_prepared(connection, self._resolve(connection, target), prepared)
+
+    def index_documents(self, target: str, documents: Sequence[tuple[str, dict[str, Any], int]]) -> list[bool]:
+        """``index_document`` for each, in one transaction: every document is checked and
+        segmented first (one bad document writes nothing), then one write lock and one commit
+        for the lot rather than one per document."""
+        prepared = [_prepare(doc_id, document, version) for doc_id, document, version in documents]
+        if not prepared:
+            return []
         with self._transaction(write=True) as connection:
             tables = self._resolve(connection, target)
-            stored = self._stored_version(connection, tables, doc_id)
-            if stored is not None and stored["version"] >= version:
-                return False
-            seq = self._write_docs_row(connection, tables, row, stored["seq"] if stored else None)
-            self._replace_text(connection, tables, seq, text, suggestions)
-            return True
+            return [self._write_prepared(connection, tables, item) for item in prepared]
+
+    def _write_prepared(self, connection: sqlite3.Connection, tables: _Tables, prepared: _Prepared) -> bool:
+        stored = self._stored_version(connection, tables, prepared.doc_id)
+        if stored is not None and stored["version"] >= prepared.version:
+            return False
+        seq = self._write_docs_row(connection, tables, prepared.row, stored["seq"] if stored else None)
+        self._replace_text(connection, tables, seq, prepared.text, prepared.suggestions, fresh=stored is None)
+        return True
 
     def delete_document(self, target: str, doc_id: str, version: int) -> bool:
         validate_version(version)
@@ -625,10 +650,13 @@ class FtsSearchEngine:
         seq: int,
         text: tuple[str, str, str, str] | None,
         suggestions: list[tuple[str, int]],
+        fresh: bool = False,
     ) -> None:
         """Make the searchable forms of docs row ``seq`` those of ``text`` (None: a deleted
-        document has none), the suggestions in step."""
-        connection.execute(tables.sql("DELETE FROM {text} WHERE rowid = ?"), (seq,))
+        document has none), the suggestions in step. ``fresh``: the row was just inserted, so
+        it has nothing to delete yet."""
+        if not fresh:
+            connection.execute(tables.sql("DELETE FROM {text} WHERE rowid = ?"), (seq,))
         if text is not None:
             connection.execute(
                 tables.sql(
@@ -636,7 +664,8 @@ class FtsSearchEngine:
                 ),
                 (seq, *text),
             )
-        connection.execute(tables.sql("DELETE FROM {suggest} WHERE seq = ?"), (seq,))
+        if not fresh:
+            connection.execute(tables.sql("DELETE FROM {suggest} WHERE seq = ?"), (seq,))
         connection.executemany(
             tables.sql("INSERT INTO {suggest} (seq, key, weight) VALUES (?, ?, ?)"),
             [(seq, key, weight) for key, weight in suggestions],

@@ -27,6 +27,7 @@ Text matching (``search`` with non-empty text)
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -197,6 +198,12 @@ class SearchEngine(Protocol):
     def index_document(self, target: str, doc_id: str, document: dict[str, Any], version: int) -> bool:
         """Store ``document`` unless the stored version (or tombstone) is >= ``version``.
         Returns False when ignored as stale."""
+        ...
+
+    def index_documents(self, target: str, documents: Sequence[tuple[str, dict[str, Any], int]]) -> list[bool]:
+        """``index_document`` for each ``(doc_id, document, version)``, in one request (a rebuild's
+        batch): the same version rules, one result per document in order. Every document is
+        checked first: a ValueError writes none of them."""
         ...
 
     def delete_document(self, target: str, doc_id: str, version: int) -> bool:
