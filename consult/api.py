@@ -18,7 +18,7 @@ from typing import Any
 
 from flask import Response, current_app
 from flask_smorest import Blueprint
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from consult import workflow
@@ -342,25 +342,24 @@ def summary(consultation: Consultation, calendar: Any) -> dict[str, Any]:
     }
 
 
-def inbox_query(staff: StaffIdentity, args: dict[str, Any]) -> Any:
-    """The inbox's consultations for a caller and filters, soonest deadline first (staff API and pages)."""
+def inbox_conditions(staff: StaffIdentity, args: dict[str, Any]) -> list[Any]:
+    """The inbox's filters for a caller (staff API): open cases (or one state) in the caller's departments."""
     departments = readable_departments(staff)
     if args.get("department"):
         departments &= {args["department"]}
-    query = select(Consultation).where(Consultation.department.in_(sorted(departments)))
+    conditions: list[Any] = [Consultation.department.in_(sorted(departments))]
     if args.get("state"):
-        query = query.where(Consultation.state == args["state"])
+        conditions.append(Consultation.state == args["state"])
     else:
-        query = query.where(Consultation.state.in_(list(workflow.open_states())))
+        conditions.append(Consultation.state.in_(list(workflow.open_states())))
     if args.get("category"):
-        query = query.where(Consultation.category == args["category"])
+        conditions.append(Consultation.category == args["category"])
     if args.get("flagged") is not None:
         flagged = Consultation.sensitive_terms.is_not(None)
-        query = query.where(flagged if args["flagged"] else ~flagged)
+        conditions.append(flagged if args["flagged"] else ~flagged)
     if args.get("needs_routing") is not None:
-        query = query.where(Consultation.needs_routing.is_(bool(args["needs_routing"])))
-    deadline = func.coalesce(Consultation.reply_due, Consultation.accept_due)
-    return query.order_by(deadline.asc().nulls_last(), Consultation.received_at, Consultation.id)
+        conditions.append(Consultation.needs_routing.is_(bool(args["needs_routing"])))
+    return conditions
 
 
 @manage_blp.get("/consultations")
@@ -369,19 +368,18 @@ def inbox_query(staff: StaffIdentity, args: dict[str, Any]) -> Any:
 @requires(Permission.READ_RECORDS)
 def inbox(args: dict[str, Any]) -> dict[str, Any]:
     """The inbox: open consultations (or one state) in the caller's departments, soonest deadline first."""
+    from consult.staff_pages import due_conditions, inbox_rows
+
     db = _db()
     staff = _staff()
     calendar = workflow.consult_calendar(db)
-    query = inbox_query(staff, args)
+    today = workflow.local_day(utcnow())
+    conditions = inbox_conditions(staff, args)
     if args.get("due"):
-        # The badge depends on the working-day calendar: filtered here, over the (bounded) open cases.
-        rows = [c for c in db.scalars(query.limit(5000)) if workflow.deadline_status(c, calendar) == args["due"]]
-        total = len(rows)
-        start = (args["page"] - 1) * args["per_page"]
-        page_rows = rows[start:start + args["per_page"]]
-    else:
-        total = db.scalar(select(func.count()).select_from(query.order_by(None).subquery())) or 0
-        page_rows = list(db.scalars(query.offset((args["page"] - 1) * args["per_page"]).limit(args["per_page"])))
+        # The badge's rule (workflow.deadline_status) in SQL, as the console's filter has it: the database
+        # pages and counts (loading every open case to test it here took 0.3 s at 10,000 cases).
+        conditions += due_conditions(args["due"], today, lambda: calendar)
+    total, page_rows = inbox_rows(db, conditions, (args["page"] - 1) * args["per_page"], args["per_page"])
     return {"total": total, "page": args["page"], "per_page": args["per_page"],
             "items": [summary(c, calendar) for c in page_rows]}
 
