@@ -27,9 +27,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import select
+from sqlalchemy import Engine, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -173,6 +173,8 @@ NOTE_MAX = 2000
 MAX_EXTENSION_DAYS = 20
 DUPLICATE_WINDOW = timedelta(hours=24)
 DUPLICATE_SIMILARITY = 0.9
+DUPLICATE_CANDIDATES = 50
+"""A contact's latest consultations of the window that a new submission is compared with."""
 QUERY_CODE_ALPHABET = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"
 QUERY_CODE_LENGTH = 8
 MOBILE = re.compile(r"^1[3-9]\d{9}$")
@@ -181,7 +183,14 @@ EMAIL_ADDRESS = re.compile(r"^[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\
 UNREDACTED_KINDS = (PHONE, ID_CARD, EMAIL, BANK_CARD)
 """Kinds a published text may never contain: the reviewer's text is refused while one is found."""
 
-_hasher = PasswordHasher()
+# The query code's hash: argon2id, one pass over 4 MiB, one lane (about 2 ms of one core, run off the GIL).
+# A query code is 8 random symbols of a 32-symbol alphabet (2^40 codes), not a password a person chose: it needs
+# no dictionary-resistant cost, only a hash a leak cannot reverse. Memory-hard at 4 MiB a GPU manages some 10^5
+# guesses/s, months per code (and a stolen database holds the case itself anyway); online guessing meets the
+# tracking rate limit. argon2-cffi's defaults (3 passes over 64 MiB, 4 lanes: 50-600 ms here) held every
+# submission that long and were the main limit on submissions per second. Hashes made with the old parameters
+# still verify: an argon2 hash carries its own parameters.
+_hasher = PasswordHasher(time_cost=1, memory_cost=4096, parallelism=1, type=Type.ID)
 DATA_DIR = Path(__file__).parent / "data"
 
 
@@ -309,12 +318,18 @@ def categories(settings: Settings) -> list[str]:
 
 
 @lru_cache(maxsize=4)
-def _sensitive_words(path: Path, mtime: float) -> tuple[str, ...]:
+def _sensitive_words(path: Path, mtime: float) -> tuple[tuple[str, str], ...]:
+    """(word, its folded form) for each screened word of the file, read again when the file changes."""
     lines = path.read_text(encoding="utf-8").splitlines()
-    return tuple(line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
+    words = (line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#"))
+    return tuple((word, _compact(word)) for word in words)
 
 
 def sensitive_words(settings: Settings) -> tuple[str, ...]:
+    return tuple(word for word, _ in _screen_list(settings))
+
+
+def _screen_list(settings: Settings) -> tuple[tuple[str, str], ...]:
     path = settings.consult_sensitive_words_file or DATA_DIR / "sensitive_words.txt"
     return _sensitive_words(path, path.stat().st_mtime)
 
@@ -322,7 +337,7 @@ def sensitive_words(settings: Settings) -> tuple[str, ...]:
 def screen(settings: Settings, *texts: str) -> list[str]:
     """The screened words found in the texts (the submission is flagged for review, never dropped)."""
     folded = _compact(" ".join(texts))
-    return [word for word in sensitive_words(settings) if _compact(word) in folded]
+    return [word for word, form in _screen_list(settings) if form in folded]
 
 
 def validate_submission(settings: Settings, fields: Submission) -> Submission:
@@ -364,13 +379,29 @@ def validate_submission(settings: Settings, fields: Submission) -> Submission:
 
 
 def _next_tracking_number(session: Session, day: date) -> str:
-    """The next ``ZX<yyyymmdd>-<serial>`` of a day, from one atomic upsert (concurrent submissions never clash)."""
+    """The next ``ZX<yyyymmdd>-<serial>`` of a day, from one atomic upsert (concurrent submissions never clash).
+
+    On PostgreSQL the upsert runs on a connection of its own in autocommit: the day's serial row is locked
+    for that one statement inside the server, not until the submission's transaction commits. Taken in the
+    caller's transaction, every submission of the day queued behind the previous one's whole request (its
+    inserts, its events, its commit), which capped submissions at one lock holder at a time. Like a
+    sequence, a number drawn by a submission that then fails is not reused: a gap, never a clash. A session
+    bound to an outer connection (the tests' rolled-back transaction) and SQLite (one writer at a time
+    anyway) draw in the caller's transaction. The caller's transaction must not hold the day's serial row.
+    """
     key = day.strftime("%Y%m%d")
-    insert = postgresql_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    bind = session.get_bind()
+    postgresql = bind.dialect.name == "postgresql"
+    insert = postgresql_insert if postgresql else sqlite_insert
     upsert = insert(TrackingSerial).values(day=key, last_serial=1).on_conflict_do_update(
         index_elements=[TrackingSerial.day], set_={"last_serial": TrackingSerial.last_serial + 1},
     ).returning(TrackingSerial.last_serial)
-    serial: int = session.execute(upsert).scalar_one()
+    serial: int
+    if postgresql and isinstance(bind, Engine):
+        with bind.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
+            serial = connection.execute(upsert).scalar_one()
+    else:
+        serial = session.execute(upsert).scalar_one()
     return f"ZX{key}-{serial:04d}"
 
 
@@ -392,13 +423,25 @@ _DUMMY_HASH = _hasher.hash("not-a-query-code")
 
 
 def _find_duplicate(session: Session, key: str, fields: Submission, now: datetime) -> Consultation | None:
-    recent = session.scalars(
-        select(Consultation).where(Consultation.contact_key == key, Consultation.received_at >= now - DUPLICATE_WINDOW)
+    """The same contact's recent consultation with (nearly) the same title and question, if any.
+
+    Bounded: the contact's :data:`DUPLICATE_CANDIDATES` latest consultations of the window (through the
+    ``contact_key, received_at`` index, three columns each), compared cheapest bound first — the length
+    bound and the character-count bound of :class:`~difflib.SequenceMatcher` rule out most candidates
+    before the quadratic ratio is computed. The whole consultation is loaded only for the match.
+    """
+    recent = session.execute(
+        select(Consultation.id, Consultation.title, Consultation.question)
+        .where(Consultation.contact_key == key, Consultation.received_at >= now - DUPLICATE_WINDOW)
+        .order_by(Consultation.received_at.desc(), Consultation.id.desc())
+        .limit(DUPLICATE_CANDIDATES)
     ).all()
-    text = f"{fields.title}\n{fields.question}"
-    for candidate in recent:
-        if similarity(text, f"{candidate.title}\n{candidate.question}") >= DUPLICATE_SIMILARITY:
-            return candidate
+    text = _compact(f"{fields.title}\n{fields.question}")
+    for candidate_id, title, question in reversed(recent):  # the earliest of them first
+        matcher = SequenceMatcher(None, text, _compact(f"{title}\n{question}"), autojunk=False)
+        if (matcher.real_quick_ratio() >= DUPLICATE_SIMILARITY and matcher.quick_ratio() >= DUPLICATE_SIMILARITY
+                and matcher.ratio() >= DUPLICATE_SIMILARITY):
+            return session.get(Consultation, candidate_id)
     return None
 
 
@@ -420,10 +463,11 @@ def submit_consultation(
     received_on = local_day(now)
     accept_due, estimated = _deadline(calendar, received_on, accept_days)
     query_code = new_query_code()
+    query_code_hash = _hasher.hash(query_code)
     flagged = screen(settings, fields.title, fields.question)
     consultation = Consultation(
-        tracking_number=_next_tracking_number(session, received_on),
-        query_code_hash=_hasher.hash(query_code),
+        tracking_number=_next_tracking_number(session, received_on),  # the first write: as late as possible
+        query_code_hash=query_code_hash,
         title=fields.title, question=fields.question,
         category=category, category_source=source, category_confidence=confidence,
         name=fields.name, phone=fields.phone, email=fields.email, contact_key=key,
