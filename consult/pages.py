@@ -41,7 +41,7 @@ from services.db import get_session, utcnow
 from services.public_read import CHINA, filtered_documents, page_number, parse_month, public_document
 from services.searchengine.port import parse_published_at
 from services.settings import Settings
-from services.web import cacheable
+from services.web import cacheable, shared_page
 from services.workflow import ContentProblem, TransitionNotAllowed
 
 bp = Blueprint("consult_pages", __name__, url_prefix="/consult", template_folder="templates")
@@ -384,6 +384,7 @@ def index() -> Response:
 
 @bp.get("/answers")
 @public
+@shared_page
 def answers() -> Response:
     chosen, errors = _answer_filters()
     listing = filtered_documents(
@@ -406,6 +407,7 @@ def answers() -> Response:
 
 @bp.get("/answers/<int:answer_id>")
 @public
+@shared_page
 def answer(answer_id: int) -> Response:
     document = public_document(current_app, f"answer-{answer_id}")
     return cacheable(render_template("consult/answer.html", answer=document, department_names=department_names()))

@@ -2,7 +2,8 @@
 
 Everything here is read from the shared search index (ARCHITECTURE.md principle 3), never
 from the service's tables, and every page is cacheable: an ETag (a hash of the rendered
-page) answered with 304 on If-None-Match, and ``Cache-Control: public, max-age=60``.
+page) answered with 304 on If-None-Match, and ``Cache-Control: public, max-age=60``; anonymous GETs are
+answered from the shared cache of hot public reads for a few seconds (``services.web.shared_page``).
 
 What the index holds is ``interpret.workflow.policy_document`` / ``interpretation_document``.
 Only rich-text bodies are rendered as HTML, and only after ``sanitise_html`` once more here
@@ -25,7 +26,7 @@ from interpret.workflow import FORMS, HIGHER_LEVELS, LEVELS, VALIDITIES, sanitis
 from services.auth import public
 from services.public_read import CHINA, filtered_documents, page_number, public_document
 from services.searchengine.port import parse_published_at
-from services.web import cacheable, content_alias
+from services.web import cacheable, content_alias, shared_page
 
 bp = Blueprint("interpret_pages", __name__, url_prefix="/interpret", template_folder="templates")
 
@@ -206,6 +207,7 @@ def index() -> Response:
 
 @bp.get("/policies")
 @public
+@shared_page
 def policies() -> Response:
     chosen = PolicyFilters.from_request()
     listing = filtered_documents(
@@ -220,6 +222,7 @@ def policies() -> Response:
 
 @bp.get("/policies/<int:policy_id>")
 @public
+@shared_page
 def policy(policy_id: int) -> Response:
     document = public_document(current_app, f"policy-{policy_id}")
     body, rich = _rich_text(document.get("body_html") or "")
@@ -242,6 +245,7 @@ def policy(policy_id: int) -> Response:
 
 @bp.get("/interpretations")
 @public
+@shared_page
 def interpretations() -> Response:
     level = _choice_arg("level", INTERPRETATION_LEVELS)
     form = _choice_arg("form", FORMS)
@@ -258,6 +262,7 @@ def interpretations() -> Response:
 
 @bp.get("/interpretations/<int:interpretation_id>")
 @public
+@shared_page
 def interpretation(interpretation_id: int) -> Response:
     document = public_document(current_app, f"interpretation-{interpretation_id}")
     body, rich = _rich_text(document.get("body_html") or "")

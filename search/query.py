@@ -13,6 +13,10 @@ What happens to a query, in order:
 4. The query log gets one row (normalised text, filters, count, time; nobody's identity)
    after the answer is computed; a failing log never fails or slows the search for long.
 
+Answers (not the explained ones staff ask for) are shared for ``SEARCH_CACHE_SECONDS`` (default 0.5 s,
+see ``services.web.cached_answer``) by every search with the same text, filters, sort and page; each
+search is still logged.
+
 An engine that cannot be reached raises ``SearchUnavailable`` (answered 503); an engine
 that refuses the query (``SearchEngineError``) is logged and answered with no results:
 an engine error never reaches the public.
@@ -20,6 +24,7 @@ an engine error never reaches the public.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -49,7 +54,7 @@ from services.searchengine.port import (
     Suggestion,
     parse_published_at,
 )
-from services.web import content_alias
+from services.web import cached_answer, content_alias
 
 log = logging.getLogger(__name__)
 
@@ -227,6 +232,26 @@ def run_search(app: Flask, params: SearchParams, *, log_query: bool = True, cura
     ``curated``, the engine's own answer (no synonyms, no best bets)."""
     started = time.perf_counter()
     text = normalise_query(params.q)
+    if params.explain:  # staff only: never shared
+        answer = _answer(app, params, text, curated)
+    else:
+        answer = cached_answer(app, _answer_key(params, text, curated), lambda: _answer(app, params, text, curated))
+    duration_ms = int((time.perf_counter() - started) * 1000)
+    if log_query and params.page == 1 and has_words(text):
+        record_query(app, text, params.logged_filters(), answer["total"], duration_ms)
+    return answer
+
+
+def _answer_key(params: SearchParams, text: str, curated: bool) -> str:
+    """What a search answer depends on: the normalised text, every filter, the sort and the page."""
+    parts = [text, ",".join(params.types), ",".join(f"{k}={v}" for k, v in sorted(params.filters.items())),
+             params.date_from.isoformat() if params.date_from else "",
+             params.date_to.isoformat() if params.date_to else "",
+             params.sort, str(params.page), str(params.per_page), "curated" if curated else "engine"]
+    return "search:" + hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
+
+
+def _answer(app: Flask, params: SearchParams, text: str, curated: bool) -> dict[str, Any]:
     rules = curation.curation_rules(app) if curated else curation.NO_RULES
     synonyms = rules.synonyms_for(text)
     engine, alias = content_alias(app)
@@ -262,9 +287,6 @@ def run_search(app: Flask, params: SearchParams, *, log_query: bool = True, cura
             "best_bets": [pin.doc_id for pin in pins],
             "engine": type(engine).__name__,
         }
-    duration_ms = int((time.perf_counter() - started) * 1000)
-    if log_query and params.page == 1 and has_words(text):
-        record_query(app, text, params.logged_filters(), total, duration_ms)
     return answer
 
 

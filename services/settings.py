@@ -96,6 +96,11 @@ class Settings:
     consult_submit_rate_limit: str = "10 per minute;200 per day"
     """Per client address, for public submissions (and the other asker actions)."""
     query_log_retention_days: int = 365
+    public_cache_seconds: float = 2.0
+    """Anonymous GETs of the marked public pages are answered from a shared cache this long (0: off; off
+    by default under GONGKAI_ENV=test). Bounds how far a page may lag behind a publication."""
+    search_cache_seconds: float = 0.5
+    """The same for public search answers (kept short: publication → searchable within 2 s)."""
     """Search query log rows older than this are deleted daily (they hold no identity; hot topics read 30 days)."""
     consult_track_rate_limit: str = "60 per minute"
     """Per client address, for looking up a consultation with its query code (guessing codes stays slow)."""
@@ -169,6 +174,20 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
         raise ConfigError(name, f"expected a whole number, got {raw!r}") from None
     if value < minimum:
         raise ConfigError(name, f"must be at least {minimum}, got {value}")
+    return value
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    """A duration that may be 0 (off)."""
+    raw = (env.get(name) or "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(name, f"expected a number of seconds, got {raw!r}") from None
+    if not 0 <= value <= 3600:
+        raise ConfigError(name, f"must be between 0 and 3600 seconds, got {value}")
     return value
 
 
@@ -360,6 +379,10 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         consult_submit_rate_limit=env.get("CONSULT_SUBMIT_RATE_LIMIT", "10 per minute;200 per day"),
         consult_track_rate_limit=env.get("CONSULT_TRACK_RATE_LIMIT", "60 per minute"),
         query_log_retention_days=_int(env, "QUERY_LOG_RETENTION_DAYS", 365, minimum=30),
+        public_cache_seconds=_seconds(env, "PUBLIC_CACHE_SECONDS",
+                                      0.0 if environment == "test" else Settings.public_cache_seconds),
+        search_cache_seconds=_seconds(env, "SEARCH_CACHE_SECONDS",
+                                      0.0 if environment == "test" else Settings.search_cache_seconds),
         consult_alarm_days=_int(env, "CONSULT_ALARM_DAYS", 60, minimum=1),
         consult_sensitive_words_file=consult_sensitive_words_file,
         press_response_hours=_int(env, "PRESS_RESPONSE_HOURS", 48, minimum=1),
