@@ -35,11 +35,11 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import numpy as np
 from scipy import sparse
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from services.db import ServiceDatabase, utcnow
@@ -47,6 +47,9 @@ from services.press import topics
 from services.press.models import Alert, PressMessage, RecomputeRun, ResponseTopic, Topic, TopicModel
 from services.settings import Settings
 from services.text.pii import redact
+
+if TYPE_CHECKING:
+    from sqlalchemy import Table
 
 CENTROID_WORDS = 200
 """Words kept per centroid (highest weights): enough to compare, small to store."""
@@ -57,6 +60,8 @@ BATCH_LIMIT = 5000
 DENSE_LIMIT = 5000
 """Messages clustered with exact average linkage (a dense n×n matrix: 5,000² floats = 200 MB)."""
 STATS_CHUNK = 1000
+ASSIGN_CHUNK = 1000
+"""New messages assigned with one pairwise similarity matrix (1,000² floats = 8 MB)."""
 
 Vector = dict[str, float]
 
@@ -145,52 +150,28 @@ def update_topics(session: Session, settings: Settings, now: datetime | None = N
                 select(Topic.id, Topic.centroid, Topic.size).where(Topic.id.in_(chunk))):
             centroids[topic_id] = dict(centroid or {})
             sizes[topic_id] = size
-    index: dict[str, set[int]] = defaultdict(set)
-    for topic_id, centroid in centroids.items():
-        for word in centroid:
-            index[word].add(topic_id)
+    weights = [vector(words or (), frequency, documents) for _id, words in rows]
+    keys, means = _assign(weights, centroids, sizes)
 
     created: dict[int, Topic] = {}  # negative keys until flushed
-    assignment: dict[int, int] = {}
-    for message_id, words in rows:
-        weights = vector(words or (), frequency, documents)
-        best, best_similarity = None, 0.0
-        for topic_id in {topic_id for word in weights for topic_id in index.get(word, ())}:
-            similarity = dot(weights, centroids[topic_id])
-            if similarity > best_similarity or (similarity == best_similarity and best is not None
-                                                and topic_id < best):
-                best, best_similarity = topic_id, similarity
-        if best is not None and best_similarity >= topics.SIMILARITY_THRESHOLD:
-            size = sizes[best]
-            centroid = centroids[best]
-            for word in set(centroid) | set(weights):
-                centroid[word] = (centroid.get(word, 0.0) * size + weights.get(word, 0.0)) / (size + 1)
-            sizes[best] = size + 1
-            for word in weights:
-                index[word].add(best)
-            assignment[message_id] = best
-        else:
-            key = -(len(created) + 1)
-            created[key] = Topic(label="", keywords=[], centroid={}, size=1)
-            centroids[key] = dict(weights)
-            sizes[key] = 1
-            for word in weights:
-                index[word].add(key)
-            assignment[message_id] = key
-    for topic in created.values():
-        session.add(topic)
+    for key in sorted({key for key in keys if key < 0}, reverse=True):
+        created[key] = Topic(label="", keywords=[], centroid={}, size=1)
+        session.add(created[key])
     session.flush()
     real = {key: topic.id for key, topic in created.items()}
-    touched = sorted({real.get(topic_id, topic_id) for topic_id in assignment.values()})
-    by_topic: dict[int, list[int]] = defaultdict(list)
-    for message_id, topic_id in assignment.items():
-        by_topic[real.get(topic_id, topic_id)].append(message_id)
-    for topic_id, message_ids in by_topic.items():
-        session.execute(update(PressMessage).where(PressMessage.id.in_(message_ids)).values(topic_id=topic_id))
-    for key, centroid in centroids.items():
-        topic_id = real.get(key, key)
-        if topic_id in by_topic:
-            session.execute(update(Topic).where(Topic.id == topic_id).values(centroid=_trim(centroid)))
+    assignment = {message_id: real.get(key, key) for (message_id, _words), key in zip(rows, keys, strict=True)}
+    touched = sorted(set(assignment.values()))
+    topic_table = cast("Table", Topic.__table__)
+    message_table = cast("Table", PressMessage.__table__)
+    # Plain executemany statements: an ORM bulk UPDATE would look for matching objects in the session
+    # after each statement, which costs more than the statement itself.
+    session.execute(update(message_table).where(message_table.c.id == bindparam("message_id"))
+                    .values(topic_id=bindparam("new_topic")),
+                    [{"message_id": message_id, "new_topic": topic_id} for message_id, topic_id in assignment.items()])
+    session.execute(update(topic_table).where(topic_table.c.id == bindparam("topic_id"))
+                    .values(centroid=bindparam("new_centroid")),
+                    [{"topic_id": real.get(key, key), "new_centroid": _trim(mean)} for key, mean in means.items()])
+    _expire(session, touched)
     refresh_topic_stats(session, touched)
     report.assigned = len(assignment)
     report.new_topics = len(created)
@@ -198,6 +179,140 @@ def update_topics(session: Session, settings: Settings, now: datetime | None = N
     if evaluate_alerts:
         report.alerts = [alert.id for alert in alerts.evaluate(session, settings, touched, now=now)]
     return report
+
+
+def _assign(weights: Sequence[Vector], centroids: dict[int, Vector], sizes: dict[int, int]
+            ) -> tuple[list[int], dict[int, Vector]]:
+    """The topic of each message in turn (a candidate's id, or ``-n`` for the n-th topic the batch starts)
+    and the final centroid of every topic the batch touched, :data:`ASSIGN_CHUNK` messages at a time (a
+    chunk's pairwise similarities are a dense chunk x chunk matrix); the topics a chunk touched or started
+    are candidates of the next ones with their updated centroids, as if the batch were one run."""
+    keys: list[int] = []
+    touched: set[int] = set()
+    for start in range(0, len(weights), ASSIGN_CHUNK):
+        found, means, joined = _assign_chunk(weights[start:start + ASSIGN_CHUNK], centroids, sizes,
+                                             created=-min([0, *keys]))
+        keys.extend(found)
+        for key, mean in means.items():
+            centroids[key] = mean
+            sizes[key] = sizes.get(key, 0) + joined[key]
+            touched.add(key)
+    return keys, {key: centroids[key] for key in touched}
+
+
+def _assign_chunk(weights: Sequence[Vector], centroids: dict[int, Vector], sizes: dict[int, int], created: int
+                  ) -> tuple[list[int], dict[int, Vector], dict[int, int]]:
+    """The topic of each message in turn (a candidate's id, or ``-n`` for the n-th topic the batch starts)
+    and the final centroid of every topic the batch touched.
+
+    The same decisions as comparing each message with every centroid kept as a running mean, without
+    the running means: a topic's centroid after ``k`` of the batch's messages ``u`` joined it is
+    ``(size * c + sum(u)) / (size + k)``, so a message's similarity to it is
+    ``(size * (v . c) + sum(v . u)) / (size + k)``. ``v . c`` for every candidate is one sparse product,
+    ``v . u`` for every pair of the batch another; a message then costs only the topics it shares a word
+    with and the topics the batch has touched. Ties go to the lowest key, as before.
+    """
+    count = len(weights)
+    candidates = list(centroids)
+    vocabulary: dict[str, int] = {}
+    for weight in weights:
+        for word in weight:
+            vocabulary.setdefault(word, len(vocabulary))
+    for topic_id in candidates:
+        for word in centroids[topic_id]:
+            vocabulary.setdefault(word, len(vocabulary))
+    batch = _sparse_rows(weights, vocabulary)
+    known = _sparse_rows([centroids[topic_id] for topic_id in candidates], vocabulary)
+    to_known = sparse.csr_matrix(batch @ known.T)
+    to_known.sort_indices()
+    pairs = (batch @ batch.T).toarray() if count else np.zeros((0, 0))
+    candidate_keys = np.asarray(candidates, dtype=np.int64)
+    candidate_sizes = np.asarray([sizes[topic_id] for topic_id in candidates], dtype=np.float64)
+    # The topics the batch touched, in the order it touched them: their candidate column (len(candidates) for a new
+    # topic), key, size before the batch, messages the batch gave them, and per batch row the summed
+    # similarity to those messages (``sums[:, t]``).
+    column = np.full(count, len(candidates), dtype=np.int64)
+    key_of = np.zeros(count, dtype=np.int64)
+    size_before = np.zeros(count, dtype=np.float64)
+    joined = np.zeros(count, dtype=np.float64)
+    sums = np.zeros((count, count), dtype=np.float64)
+    is_touched = np.zeros(len(candidates), dtype=bool)
+    scratch = np.zeros(len(candidates) + 1, dtype=np.float64)  # the last one stands for a new topic's 0
+    touched = 0
+    keys: list[int] = []
+    members: dict[int, list[int]] = defaultdict(list)
+    for row in range(count):
+        begin, end = to_known.indptr[row], to_known.indptr[row + 1]
+        columns = to_known.indices[begin:end]
+        values = to_known.data[begin:end]
+        untouched = ~is_touched[columns]
+        best_key, best_value, best_slot, best_column = 0, 0.0, -1, -1
+        if untouched.any():
+            free_columns = columns[untouched]
+            free_values = values[untouched]
+            top = free_values.max()
+            tied = free_columns[free_values == top]
+            chosen = int(tied[np.argmin(candidate_keys[tied])])
+            best_key, best_value, best_column = int(candidate_keys[chosen]), float(top), chosen
+        if touched:
+            scratch[columns] = values
+            base = scratch[column[:touched]]
+            scratch[columns] = 0.0
+            similarity = (size_before[:touched] * base + sums[row, :touched]) / (size_before[:touched]
+                                                                                 + joined[:touched])
+            top = float(similarity.max())
+            if top > best_value or (top == best_value and best_column >= 0):
+                tied = np.flatnonzero(similarity == top)
+                slot = int(tied[np.argmin(key_of[tied])])
+                if top > best_value or int(key_of[slot]) < best_key:
+                    best_key, best_value, best_slot, best_column = int(key_of[slot]), top, slot, len(candidates)
+        if best_value > 0.0 and best_value >= topics.SIMILARITY_THRESHOLD:
+            if best_slot < 0:
+                best_slot = touched
+                touched += 1
+                column[best_slot] = best_column
+                key_of[best_slot] = best_key
+                size_before[best_slot] = candidate_sizes[best_column]
+                is_touched[best_column] = True
+        else:
+            created += 1
+            best_slot, best_key = touched, -created
+            touched += 1
+            key_of[best_slot] = best_key
+        joined[best_slot] += 1
+        sums[:, best_slot] += pairs[:, row]
+        keys.append(best_key)
+        members[best_key].append(row)
+    means: dict[int, Vector] = {}
+    words = list(vocabulary)
+    for slot in range(touched):
+        key = int(key_of[slot])
+        total = np.asarray(batch[members[key]].sum(axis=0)).ravel()
+        if column[slot] < len(candidates):
+            total += size_before[slot] * known[int(column[slot])].toarray().ravel()
+        total /= size_before[slot] + joined[slot]
+        means[key] = {words[j]: float(total[j]) for j in np.flatnonzero(total)}
+    return keys, means, {key: len(rows) for key, rows in members.items()}
+
+
+def _sparse_rows(vectors: Sequence[Vector], vocabulary: dict[str, int]) -> sparse.csr_matrix:
+    indptr = [0]
+    indices: list[int] = []
+    data: list[float] = []
+    for weights in vectors:
+        indices.extend(vocabulary[word] for word in weights)
+        data.extend(weights.values())
+        indptr.append(len(indices))
+    return sparse.csr_matrix((np.asarray(data, dtype=np.float64), np.asarray(indices, dtype=np.int64),
+                              np.asarray(indptr, dtype=np.int64)), shape=(len(vectors), len(vocabulary)))
+
+
+def _expire(session: Session, topic_ids: Iterable[int]) -> None:
+    """Topics changed by plain UPDATE statements are read again when next used from this session."""
+    wanted = set(topic_ids)
+    for item in list(session.identity_map.values()):
+        if isinstance(item, Topic) and item.id in wanted:
+            session.expire(item)
 
 
 # --------------------------------------------------------------------------- statistics
@@ -231,19 +346,38 @@ def _refresh_chunk(session: Session, ids: list[int]) -> None:
     for row in session.execute(select(inner).where(inner.c.rank <= SAMPLE)):
         samples[int(row[0])].append((int(row[1]), str(row[2]), list(row[3] or ())))
     centroids = dict(session.execute(select(Topic.id, Topic.centroid).where(Topic.id.in_(ids))).all())
+    emptied: list[dict[str, Any]] = []
+    described: list[dict[str, Any]] = []
+    now = utcnow()
     for topic_id in ids:
         if topic_id not in aggregates:
-            session.execute(update(Topic).where(Topic.id == topic_id).values(size=0, askers=0, likes=0))
+            emptied.append({"topic_id": topic_id})
             continue
         size, distinct_askers, with_asker, likes, first, last, emergency = aggregates[topic_id]
         centroid: Vector = centroids.get(topic_id) or {}
         keywords, label, representatives = describe(samples[topic_id], centroid)
-        session.execute(update(Topic).where(Topic.id == topic_id).values(
-            size=size, askers=distinct_askers + (size - with_asker), likes=int(likes or 0),
-            first_at=first, last_at=last, emergency=bool(emergency), departments=departments.get(topic_id, []),
-            categories=categories.get(topic_id, []), keywords=keywords, label=label[:200],
-            representative_ids=representatives, updated_at=utcnow(),
-        ))
+        described.append({
+            "topic_id": topic_id, "new_size": size, "new_askers": distinct_askers + (size - with_asker),
+            "new_likes": int(likes or 0), "new_first": first, "new_last": last, "new_emergency": bool(emergency),
+            "new_departments": departments.get(topic_id, []), "new_categories": categories.get(topic_id, []),
+            "new_keywords": keywords, "new_label": label[:200], "new_representatives": representatives,
+            "new_updated": now,
+        })
+    # Plain executemany statements (an ORM bulk UPDATE per topic would search the session's objects
+    # after each one); the topics this session holds are expired so that they are read again.
+    table = cast("Table", Topic.__table__)
+    where = table.c.id == bindparam("topic_id")
+    if emptied:
+        session.execute(update(table).where(where).values(size=0, askers=0, likes=0), emptied)
+    if described:
+        session.execute(update(table).where(where).values(
+            size=bindparam("new_size"), askers=bindparam("new_askers"), likes=bindparam("new_likes"),
+            first_at=bindparam("new_first"), last_at=bindparam("new_last"), emergency=bindparam("new_emergency"),
+            departments=bindparam("new_departments"), categories=bindparam("new_categories"),
+            keywords=bindparam("new_keywords"), label=bindparam("new_label"),
+            representative_ids=bindparam("new_representatives"), updated_at=bindparam("new_updated"),
+        ), described)
+    _expire(session, ids)
 
 
 def _distinct_values(session: Session, ids: list[int], column: Any) -> dict[int, list[str]]:
@@ -340,6 +474,18 @@ def scalable_cluster(vectors: sparse.csr_matrix, threshold: float = topics.SIMIL
         if chunk:
             add_clusters(chunk)
     return [int(label) for label in labels]
+
+
+def _cluster_means(vectors: sparse.csr_matrix, groups: Sequence[list[int]]) -> sparse.csr_matrix:
+    """Row ``g`` is the mean of ``vectors``' rows ``groups[g]`` (one sparse product for every group)."""
+    rows = np.concatenate([np.asarray(members, dtype=np.int64) for members in groups]) if groups else \
+        np.zeros(0, dtype=np.int64)
+    owner = np.repeat(np.arange(len(groups)), [len(members) for members in groups])
+    share = np.repeat([1.0 / len(members) for members in groups], [len(members) for members in groups])
+    membership = sparse.csr_matrix((share, (owner, rows)), shape=(len(groups), vectors.shape[0]))
+    means = sparse.csr_matrix(membership @ vectors)
+    means.sort_indices()
+    return means
 
 
 def _stable_ids(clusters: dict[int, list[int]], old_topic: dict[int, int | None]) -> dict[int, int]:
@@ -440,12 +586,14 @@ def _recompute(database: ServiceDatabase, report: RecomputeProgress, dense_limit
         report("topics", 0, len(clusters))
         topic_of_label: dict[int, int] = {}
         existing = {topic.id: topic for topic in session.scalars(select(Topic))}
+        means = _cluster_means(vectors, list(clusters.values()))
+        placed: dict[int, Topic] = {}
         for done, (label, members) in enumerate(clusters.items(), start=1):
-            member_vectors = vectors[members]
-            mean = np.asarray(member_vectors.mean(axis=0)).ravel()
-            nonzero = np.flatnonzero(mean)
-            centroid = _trim({vocabulary[j]: float(mean[j]) for j in nonzero})
-            duplicates = topics._near_duplicates(member_vectors) if len(members) <= dense_limit else 0
+            begin, end = means.indptr[done - 1], means.indptr[done]
+            centroid = _trim({vocabulary[j]: float(value) for j, value in
+                              zip(means.indices[begin:end], means.data[begin:end], strict=True) if value})
+            duplicates = (topics._near_duplicates(vectors[members])
+                          if 2 <= len(members) <= dense_limit else 0)
             topic = existing.get(kept[label]) if label in kept else None
             if topic is None:
                 topic = Topic(label="", keywords=[], size=len(members))
@@ -453,10 +601,11 @@ def _recompute(database: ServiceDatabase, report: RecomputeProgress, dense_limit
             topic.centroid = centroid
             topic.near_duplicates = duplicates
             topic.size = len(members)
-            session.flush()
-            topic_of_label[label] = topic.id
+            placed[label] = topic
             if done % 500 == 0:
                 report("topics", done, len(clusters))
+        session.flush()  # one flush: the new topics are inserted together
+        topic_of_label = {label: topic.id for label, topic in placed.items()}
         changes: dict[int, list[int]] = defaultdict(list)
         for row, label in enumerate(labels):
             if old_topic[ids[row]] != topic_of_label[label]:
