@@ -34,8 +34,20 @@ TASK_MODULES = (
 """Modules whose ``@shared_task`` functions the worker registers."""
 
 
+INDEX_QUEUE = "index"
+"""Index writes have a queue of their own, which every worker takes from first: publication → searchable
+stays within seconds while the default queue holds a backlog (a burst of submissions' intake, audit
+and press tasks)."""
+DEFAULT_QUEUE = "celery"
+WORKER_QUEUES = (INDEX_QUEUE, DEFAULT_QUEUE)
+"""What ``gongkai worker`` consumes, in priority order."""
+INDEX_TASKS = ("search.index_document", "search.remove_document")
+
+
 def celery_config(settings: Settings) -> dict[str, Any]:
     config: dict[str, Any] = {
+        "task_default_queue": DEFAULT_QUEUE,
+        "task_routes": {name: {"queue": INDEX_QUEUE} for name in INDEX_TASKS},
         "broker_url": settings.broker_url,
         "task_serializer": "json",
         "result_serializer": "json",
@@ -60,6 +72,8 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             # A send fails at once when Redis is down (the outbox keeps the event for the
             # relay) instead of stalling the request that caused it.
             "max_retries": 0,
+            # Queues are read in the order the worker lists them (the index queue first), not in turn.
+            "queue_order_strategy": "priority",
             "visibility_timeout": 3600,
             "socket_connect_timeout": 2,
             "socket_timeout": 5,
@@ -72,6 +86,7 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "processed_folder": str(settings.broker_dir / "processed"),
             "control_folder": str(settings.broker_dir / "control"),
             "store_processed": False,
+            "queue_order_strategy": "priority",
             # kombu waits this long whenever it has nothing to take, which with prefetch 1 and late acks
             # is after every task: the default 1 s capped a worker at about one task per second per process.
             "polling_interval": 0.05,

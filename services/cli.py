@@ -287,7 +287,9 @@ def _celery_for_worker(settings: Settings) -> Any:
 @click.option("--concurrency", type=int, default=None, help="worker processes (default WORKER_CONCURRENCY)")
 @readable_errors
 def worker(concurrency: int | None) -> None:
-    """Run a Celery worker for every service's tasks."""
+    """Run a Celery worker for every service's tasks (the index queue first)."""
+    from services.celery_app import WORKER_QUEUES
+
     settings = _settings_checked()
     celery = _celery_for_worker(settings)
     celery.worker_main(
@@ -295,6 +297,7 @@ def worker(concurrency: int | None) -> None:
             "worker",
             f"--loglevel={settings.log_level}",
             f"--concurrency={concurrency or settings.worker_concurrency}",
+            f"--queues={','.join(WORKER_QUEUES)}",
             "--without-gossip",
             "--without-mingle",
             "--without-heartbeat",
