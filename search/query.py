@@ -11,9 +11,10 @@ What happens to a query, in order:
    and highlighted snippets; pinned documents (fetched by id, skipped when expired,
    withdrawn or outside the filters) come first on the first page, marked, and never again.
 4. The query log gets one row (normalised text, filters, count, time; nobody's identity)
-   after the answer is computed; a failing log never fails or slows the search for long.
+   after the answer is computed, written by a background thread once a second (see
+   :data:`QUERY_LOG_FLUSH_SECONDS`); a failing log never fails or slows the search.
 
-Answers (not the explained ones staff ask for) are shared for ``SEARCH_CACHE_SECONDS`` (default 0.5 s,
+Answers (not the explained ones staff ask for) are shared for ``SEARCH_CACHE_SECONDS`` (default 1 s,
 see ``services.web.cached_answer``) by every search with the same text, filters, sort and page; each
 search is still logged.
 
@@ -24,8 +25,10 @@ an engine error never reaches the public.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import logging
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -37,6 +40,7 @@ from zoneinfo import ZoneInfo
 
 import nh3
 from flask import Flask
+from sqlalchemy import insert
 from sqlalchemy.exc import SQLAlchemyError
 
 from search import curation
@@ -295,21 +299,69 @@ def _answer(app: Flask, params: SearchParams, text: str, curated: bool) -> dict[
 _log_paused_until = 0.0
 _log_lock = threading.Lock()
 
+QUERY_LOG_FLUSH_SECONDS = 1.0
+"""Outside tests, searches' log rows are written in one transaction per this interval by a background
+thread of the process, not one transaction per search on the request path (on SQLite each write takes
+the database's write lock). A crash loses at most this interval's rows of an anonymous statistic."""
 
-def record_query(app: Flask, text: str, filters: dict[str, Any], result_count: int, duration_ms: int) -> None:
-    """Append one row to the query log; any database trouble is logged (without the query) and
-    swallowed, and pauses logging for ``LOG_PAUSE_SECONDS`` so that searches never wait on it."""
+
+class _QueryLogBuffer:
+    """The rows waiting to be written, and the thread that writes them (started in the process that
+    logs: gunicorn forks its workers after the app is built)."""
+
+    def __init__(self, app: Flask) -> None:
+        self.app = app
+        self.rows: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        self.pid = 0
+
+    def add(self, row: dict[str, Any]) -> None:
+        with self.lock:
+            self.rows.append(row)
+            if self.pid != os.getpid():
+                self.pid = os.getpid()
+                threading.Thread(target=self._run, name="query-log", daemon=True).start()
+                atexit.register(self.flush)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(QUERY_LOG_FLUSH_SECONDS)
+            self.flush()
+
+    def flush(self) -> None:
+        with self.lock:
+            rows, self.rows = self.rows, []
+        if rows:
+            _write_query_rows(self.app, rows)
+
+
+def _write_query_rows(app: Flask, rows: list[dict[str, Any]]) -> None:
+    """Insert log rows; any database trouble is logged (without the queries) and swallowed, and pauses
+    logging for ``LOG_PAUSE_SECONDS`` so that searches never wait on it."""
     global _log_paused_until
-    if time.monotonic() < _log_paused_until:
-        return
     try:
         with get_database("search", app).transaction() as session:
-            session.add(QueryLog(query=curation.log_form(text), filters=filters, result_count=result_count,
-                                 duration_ms=max(duration_ms, 0), created_at=utcnow()))
+            session.execute(insert(QueryLog), rows)
     except (SQLAlchemyError, DatabaseUnavailable) as error:
         with _log_lock:
             _log_paused_until = time.monotonic() + LOG_PAUSE_SECONDS
-        log.warning("query log not written (%s); paused for %.0f s", type(error).__name__, LOG_PAUSE_SECONDS)
+        log.warning("query log not written (%s, %d rows); paused for %.0f s", type(error).__name__, len(rows),
+                    LOG_PAUSE_SECONDS)
+
+
+def record_query(app: Flask, text: str, filters: dict[str, Any], result_count: int, duration_ms: int) -> None:
+    """Log one search (see :data:`QUERY_LOG_FLUSH_SECONDS`; written at once under ``GONGKAI_ENV=test``)."""
+    if time.monotonic() < _log_paused_until:
+        return
+    row = {"query": curation.log_form(text), "filters": filters, "result_count": result_count,
+           "duration_ms": max(duration_ms, 0), "created_at": utcnow()}
+    if app.extensions["gongkai.settings"].environment == "test":
+        _write_query_rows(app, [row])
+        return
+    buffer: _QueryLogBuffer | None = app.extensions.get("gongkai.query_log")
+    if buffer is None:
+        buffer = app.extensions.setdefault("gongkai.query_log", _QueryLogBuffer(app))
+    buffer.add(row)
 
 
 def resume_query_log() -> None:
