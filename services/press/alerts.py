@@ -25,9 +25,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import case, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from services.db import utcnow
@@ -66,41 +66,58 @@ def window_key(rule: AlertRule, now: datetime) -> str:
     return start.isoformat()
 
 
-def _burst(session: Session, topic_id: int, now: datetime, window: timedelta) -> tuple[int, int, int, float]:
-    """(current count, baseline count, baseline windows, burst score) of a topic."""
+def _bursts(session: Session, topic_ids: Sequence[int], now: datetime, window: timedelta
+            ) -> dict[int, tuple[int, int, int, float]]:
+    """Per topic: (current count, baseline count, baseline windows, burst score), in one grouped query
+    per thousand topics."""
     begin = now - window
-    current = session.scalar(select(func.count(PressMessage.id)).where(
-        PressMessage.topic_id == topic_id, PressMessage.received_at > begin, PressMessage.received_at <= now)) or 0
     corpus_start = session.scalar(select(func.min(PressMessage.received_at)))
-    if corpus_start is None:
-        return current, 0, 0, 0.0
-    if corpus_start.tzinfo is None:
-        corpus_start = corpus_start.replace(tzinfo=UTC)
-    windows = min(max(int((begin - corpus_start) / window), 0), BASELINE_WINDOWS)
-    baseline = 0
-    if windows:
-        baseline = session.scalar(select(func.count(PressMessage.id)).where(
-            PressMessage.topic_id == topic_id, PressMessage.received_at > begin - windows * window,
-            PressMessage.received_at <= begin)) or 0
-    return current, baseline, windows, topics.burst_score(current, baseline, windows)
+    windows = 0
+    if corpus_start is not None:
+        if corpus_start.tzinfo is None:
+            corpus_start = corpus_start.replace(tzinfo=UTC)
+        windows = min(max(int((begin - corpus_start) / window), 0), BASELINE_WINDOWS)
+    counts: dict[int, tuple[int, int]] = {}
+    received = PressMessage.received_at
+    ids = list(dict.fromkeys(topic_ids))
+    for start in range(0, len(ids), 1000):
+        for topic_id, current, baseline in session.execute(
+            select(PressMessage.topic_id, func.sum(case((received > begin, 1), else_=0)),
+                   func.sum(case((received <= begin, 1), else_=0)))
+            .where(PressMessage.topic_id.in_(ids[start:start + 1000]), received > begin - windows * window,
+                   received <= now)
+            .group_by(PressMessage.topic_id)
+        ):
+            counts[int(cast(int, topic_id))] = (int(cast(int, current or 0)), int(cast(int, baseline or 0)))
+    result: dict[int, tuple[int, int, int, float]] = {}
+    for topic_id in ids:
+        current, baseline = counts.get(topic_id, (0, 0))
+        result[topic_id] = (current, baseline, windows, topics.burst_score(current, baseline, windows))
+    return result
 
 
-def _emergency_hits(session: Session, topic_id: int, rule: AlertRule, now: datetime) -> list[str]:
+def _emergency_hits(session: Session, topic_ids: Sequence[int], rule: AlertRule, now: datetime
+                    ) -> dict[int, list[str]]:
+    """Per topic, the rule's terms its messages of the rule's window mention (one query per thousand topics)."""
     terms = [term for term in rule.terms or () if term]
+    found: dict[int, list[str]] = {}
     if not terms:
-        return []
+        return found
     begin = now - timedelta(hours=rule.within_hours)
-    texts = session.execute(select(PressMessage.title, PressMessage.text).where(
-        PressMessage.topic_id == topic_id, PressMessage.received_at > begin, PressMessage.received_at <= now,
-        or_(*[PressMessage.title.contains(term) for term in terms],
-            *[PressMessage.text.contains(term) for term in terms]),
-    ).limit(50)).all()
-    found: list[str] = []
-    for title, text in texts:
-        for term in topics.emergency_terms_in(f"{title}\n{text}", terms):
-            if term not in found:
-                found.append(term)
-    return found
+    ids = list(dict.fromkeys(topic_ids))
+    for start in range(0, len(ids), 1000):
+        rows = session.execute(select(PressMessage.topic_id, PressMessage.title, PressMessage.text).where(
+            PressMessage.topic_id.in_(ids[start:start + 1000]), PressMessage.received_at > begin,
+            PressMessage.received_at <= now,
+            or_(*[PressMessage.title.contains(term) for term in terms],
+                *[PressMessage.text.contains(term) for term in terms]),
+        )).all()
+        for topic_id, title, text in rows:
+            hits = found.setdefault(int(cast(int, topic_id)), [])
+            for term in topics.emergency_terms_in(f"{title}\n{text}", terms):
+                if term not in hits:
+                    hits.append(term)
+    return {topic_id: hits for topic_id, hits in found.items() if hits}
 
 
 def _samples(session: Session, topic_id: int, now: datetime, window: timedelta) -> list[str]:
@@ -131,12 +148,13 @@ def evaluate(session: Session, settings: Settings, topic_ids: Sequence[int], now
         recent = set(session.scalars(select(Alert.topic_id).where(
             Alert.rule_id == rule.id, Alert.topic_id.in_(topic_ids), Alert.fired_at > now - window)))
         key = window_key(rule, now)
-        for topic_id in topic_ids:
-            if topic_id in recent:
-                continue
+        candidates = [topic_id for topic_id in topic_ids if topic_id not in recent]
+        bursts = _bursts(session, candidates, now, window) if rule.kind == "growth" else {}
+        mentions = _emergency_hits(session, candidates, rule, now) if rule.kind == "emergency" else {}
+        for topic_id in candidates:
             details: dict[str, Any]
             if rule.kind == "growth":
-                current, baseline, windows, score = _burst(session, topic_id, now, window)
+                current, baseline, windows, score = bursts[topic_id]
                 if current < rule.min_messages or score < rule.min_burst or not math.isfinite(score):
                     continue
                 reason = (f"{rule.within_hours} 小时内新增 {current} 条留言，突增指数 {score:.1f}"
@@ -144,7 +162,7 @@ def evaluate(session: Session, settings: Settings, topic_ids: Sequence[int], now
                 details = {"current": current, "baseline": baseline, "baseline_windows": windows,
                            "burst": round(score, 3)}
             elif rule.kind == "emergency":
-                terms = _emergency_hits(session, topic_id, rule, now)
+                terms = mentions.get(topic_id, [])
                 if not terms:
                     continue
                 reason = f"留言提及突发事件关键词：{'、'.join(terms)}"

@@ -403,18 +403,18 @@ def describe(sample: Sequence[tuple[int, str, list[str]]], centroid: Vector) -> 
     keywords = [redact(word).text for word in shared[:topics.SHARED_KEYWORDS]]
 
     def closeness(item: tuple[int, str, list[str]]) -> float:
-        words = set(item[2])
-        return sum(weight for word, weight in centroid.items() if word in words)
+        return sum(centroid.get(word, 0.0) for word in set(item[2]))
 
     representatives: list[int] = []
     titles: list[str] = []
     for message_id, title, _words in sorted(sample, key=lambda item: (-closeness(item), item[0])):
-        shown = redact(title.strip()).text
+        shown = title.strip()  # stored redacted at intake; redacted again below, once chosen
         if shown and shown not in titles:
             titles.append(shown)
             representatives.append(message_id)
         if len(representatives) == topics.REPRESENTATIVES:
             break
+    titles = [redact(title).text for title in titles]
     return keywords, topics.topic_label(keywords, titles, size), representatives
 
 
