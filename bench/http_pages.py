@@ -48,7 +48,8 @@ DEFAULT_SCALE = 0.1
 """bench.generate at 0.1: 2,000 policies, 2,000 interpretations, 5,000 answers (9,000 documents)."""
 
 
-def prepare_content(data_dir: Path, scale: float, *, generated: Path | None = None) -> dict[str, Any]:
+def prepare_content(data_dir: Path, scale: float, *, generated: Path | None = None,
+                    answers: int | None = None) -> dict[str, Any]:
     """Fill ``data_dir`` before the suite starts: ``bench.generate`` at ``scale`` (policies, interpretations and
     published answers, indexed by the real rebuild). With ``generated``, the content is generated there once
     (the generator leaves a directory with the same counts as it is) and copied into ``data_dir``, so repeated
@@ -57,7 +58,7 @@ def prepare_content(data_dir: Path, scale: float, *, generated: Path | None = No
 
     began = time.monotonic()
     counts = plan_counts(DEFAULTS["consultations"], DEFAULTS["policies"], DEFAULTS["interpretations"],
-                         DEFAULTS["answers"], scale)
+                         DEFAULTS["answers"] if answers is None else answers, scale)
     target = generated.expanduser().resolve() if generated else data_dir
     report = generate(target, counts, quiet=False)
     if generated:

@@ -52,6 +52,9 @@ QUERIES: tuple[dict[str, str], ...] = tuple(
 """The 40 queries: 20 texts, each with two of the 10 filter sets."""
 
 
+SEARCH_ANSWERS = 60_000
+
+
 def search_requests() -> list[Request]:
     return [Request("GET", "/api/search?" + urlencode(query)) for query in QUERIES]
 
@@ -69,7 +72,8 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="gongkai-bench-search-") as scratch:
         folder = Path(scratch)
-        content = prepare_content(folder / "data", args.scale, generated=args.generated)
+        # 20,000 policies + 20,000 interpretations + 60,000 published answers: the issue's 100,000 documents.
+        content = prepare_content(folder / "data", args.scale, generated=args.generated, answers=SEARCH_ANSWERS)
         print(f"content: {content}")
         env = suite_settings_env(folder / "data", extra=cache_env(args.no_cache))
         with embedded_suite(folder / "data", env, folder) as suite:
