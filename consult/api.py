@@ -64,7 +64,7 @@ from consult.schemas import (
     TransferSchema,
 )
 from consult.workflow import ACTION_LABELS, ANSWERED, CONSULTATION_WORKFLOW, STATE_LABELS, ConsultationState
-from services.auth import StaffIdentity, current_staff, public, requires
+from services.auth import StaffIdentity, public, requires, signed_in_staff
 from services.db import get_session, utcnow
 from services.errors import api_abort
 from services.permissions import Permission, departments_with
@@ -302,10 +302,7 @@ def provide_information(args: dict[str, Any], tracking_number: str) -> dict[str,
 # -- the staff API -------------------------------------------------------------------------------
 
 
-def _staff() -> StaffIdentity:
-    staff = current_staff()
-    assert staff is not None  # the view's access rule let only staff in
-    return staff
+_staff = signed_in_staff
 
 
 def readable_departments(staff: StaffIdentity) -> set[str]:

@@ -54,7 +54,7 @@ from interpret.workflow import (
     InterpretationFields,
     PolicyFields,
 )
-from services.auth import StaffIdentity, current_staff, public, requires
+from services.auth import StaffIdentity, public, requires, signed_in_staff
 from services.db import get_session
 from services.errors import api_abort, error_response
 from services.permissions import GRANTS, Permission, departments_with, require
@@ -107,10 +107,7 @@ def _db() -> Session:
     return get_session("interpret")
 
 
-def _staff() -> StaffIdentity:
-    staff = current_staff()
-    assert staff is not None  # the view's access rule let only staff in
-    return staff
+_staff = signed_in_staff
 
 
 def _settings() -> Settings:

@@ -19,7 +19,7 @@ from werkzeug.wrappers import Response
 from search import curation
 from search.curation import BestBetInput, QueryCount
 from search.query import CHINA, TYPE_LABELS, SearchParams, run_search, today_in_china
-from services.auth import StaffIdentity, current_staff, requires
+from services.auth import requires, signed_in_staff
 from services.db import get_session
 from services.permissions import Permission
 from services.searchengine.port import SearchEngineError, SearchUnavailable
@@ -38,10 +38,7 @@ def _db() -> Session:
     return get_session("search")
 
 
-def _staff() -> StaffIdentity:
-    staff = current_staff()
-    assert staff is not None  # the access rule let only signed-in staff in
-    return staff
+_staff = signed_in_staff
 
 
 def _done(allowed: tuple[str, ...]) -> str | None:

@@ -112,6 +112,15 @@ def is_api_request() -> bool:
     return request.path.startswith("/api/")
 
 
+def signed_in_staff() -> StaffIdentity:
+    """The staff member a view's access rule (``@requires`` / ``@signed_in``) has let in: 401 if nobody is
+    signed in (the rule rules that out; a view without such a rule must not call this)."""
+    staff = current_staff()
+    if staff is None:
+        abort(401)
+    return staff
+
+
 def current_staff() -> StaffIdentity | None:
     """Who is asking: from the bearer token on APIs, from the session on pages; None if nobody."""
     if "staff_identity" in g:

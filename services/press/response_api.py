@@ -17,7 +17,7 @@ from flask_smorest.error_handler import ErrorSchema
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from services.auth import StaffIdentity, current_staff, requires
+from services.auth import StaffIdentity, requires, signed_in_staff
 from services.db import get_session
 from services.errors import api_abort
 from services.permissions import Permission, departments_with
@@ -42,10 +42,7 @@ def _db() -> Session:
     return get_session("press")
 
 
-def _staff() -> StaffIdentity:
-    staff = current_staff()
-    assert staff is not None  # the view's access rule let only staff in
-    return staff
+_staff = signed_in_staff
 
 
 def _readable(staff: StaffIdentity) -> set[str]:
