@@ -45,6 +45,9 @@ INDEX_TASKS = ("search.index_document", "search.remove_document")
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
+    from services.broker import use_atomic_filesystem_transport
+
+    use_atomic_filesystem_transport()
     config: dict[str, Any] = {
         "task_default_queue": DEFAULT_QUEUE,
         "task_routes": {name: {"queue": INDEX_QUEUE} for name in INDEX_TASKS},
