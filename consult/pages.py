@@ -39,9 +39,8 @@ from consult.workflow import BEIJING, RATINGS, STATE_LABELS, AutomatedSubmission
 from services.auth import public
 from services.db import get_session, utcnow
 from services.public_read import CHINA, filtered_documents, page_number, parse_month, public_document
-from services.searchengine.port import parse_published_at
 from services.settings import Settings
-from services.web import cacheable, shared_page
+from services.web import beijing_date, cacheable, shared_page
 from services.workflow import ContentProblem, TransitionNotAllowed
 
 bp = Blueprint("consult_pages", __name__, url_prefix="/consult", template_folder="templates")
@@ -84,22 +83,7 @@ def _form_text(name: str, limit: int | None = None) -> str:
     return value[:limit] if limit else value
 
 
-@bp.app_template_filter("beijing_date")
-def beijing_date(value: Any) -> str:
-    """``YYYY-MM-DD`` in Beijing of a datetime, a date, or an ISO string (a bare date is shown as it is)."""
-    if isinstance(value, datetime):
-        return value.astimezone(BEIJING).date().isoformat()
-    if hasattr(value, "isoformat"):
-        return str(value.isoformat())
-    if not isinstance(value, str) or not value:
-        return ""
-    if len(value) == 10:
-        return value
-    try:
-        parsed = parse_published_at(value)
-    except ValueError:
-        return value[:10]
-    return parsed.astimezone(BEIJING).date().isoformat() if parsed else ""
+bp.add_app_template_filter(beijing_date, "beijing_date")
 
 
 @bp.app_template_filter("beijing_time")

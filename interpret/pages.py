@@ -25,8 +25,7 @@ from werkzeug.wrappers import Response
 from interpret.workflow import FORMS, HIGHER_LEVELS, LEVELS, VALIDITIES, sanitise_html
 from services.auth import public
 from services.public_read import CHINA, filtered_documents, page_number, public_document
-from services.searchengine.port import parse_published_at
-from services.web import cacheable, content_alias, shared_page
+from services.web import beijing_date, cacheable, content_alias, shared_page
 
 bp = Blueprint("interpret_pages", __name__, url_prefix="/interpret", template_folder="templates")
 
@@ -97,18 +96,7 @@ def _rich_text(html: str) -> tuple[str, bool]:
     return clean, bool(_BLOCK_TAG.search(clean))
 
 
-@bp.app_template_filter("china_date")
-def china_date(value: Any) -> str:
-    """``YYYY-MM-DD`` of an ISO date or date-time, a date-time counted in China's time."""
-    if not isinstance(value, str) or not value:
-        return ""
-    if len(value) == 10:
-        return value
-    try:
-        parsed = parse_published_at(value)
-    except ValueError:
-        return value[:10]
-    return parsed.astimezone(CHINA).date().isoformat() if parsed else ""
+bp.add_app_template_filter(beijing_date, "china_date")
 
 
 @bp.app_template_filter("public_href")

@@ -9,8 +9,10 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
+from zoneinfo import ZoneInfo
 
 import swagger_ui_bundle
 from flask import (
@@ -38,11 +40,13 @@ from services.errors import register_error_handlers
 from services.observability import configure_logging, init_request_tracing, metrics_response
 from services.outbox import install_after_commit_send
 from services.searchengine.factory import make_search_engine
-from services.searchengine.port import SearchEngine
+from services.searchengine.port import SearchEngine, parse_published_at
 from services.security import init_security
 from services.settings import Settings, load_settings
 
 log = logging.getLogger(__name__)
+
+BEIJING = ZoneInfo("Asia/Shanghai")
 
 SUPPORTED_LOCALES = ("zh_CN", "en")
 SHELL_DIR = Path(__file__).parent / "portal"
@@ -62,6 +66,24 @@ def _protect_forms() -> None:
 
 
 PUBLIC_CACHE_CONTROL = "public, max-age=60"
+
+
+def beijing_date(value: Any) -> str:
+    """``YYYY-MM-DD`` in Beijing of a datetime, a date, or an ISO string (a bare date is shown as it is) —
+    the date every public page shows."""
+    if isinstance(value, datetime):
+        return value.astimezone(BEIJING).date().isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    if not isinstance(value, str) or not value:
+        return ""
+    if len(value) == 10:
+        return value
+    try:
+        parsed = parse_published_at(value)
+    except ValueError:
+        return value[:10]
+    return parsed.astimezone(BEIJING).date().isoformat() if parsed else ""
 
 
 def cacheable(html: str) -> Response:

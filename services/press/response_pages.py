@@ -35,8 +35,8 @@ from services.press import workflow
 from services.press.models import Response, Topic
 from services.press.workflow import ACTION_LABELS, ACTION_PERMISSION, ACTIONS, KIND_LABELS, STATE_LABELS
 from services.public_read import filtered_documents, page_number, public_document
-from services.searchengine.port import SearchQuery, parse_published_at
-from services.web import cacheable, content_alias
+from services.searchengine.port import SearchQuery
+from services.web import beijing_date, cacheable, content_alias
 from services.workflow import ContentProblem, TransitionNotAllowed
 
 public_bp = Blueprint("press_responses", __name__, url_prefix="/press", template_folder="templates")
@@ -58,17 +58,7 @@ def _safe_external_url(value: Any) -> str | None:
     return value.strip() if parts.scheme in ("http", "https") and parts.netloc else None
 
 
-def china_day(value: Any) -> str:
-    """``YYYY-MM-DD`` of an ISO date or date-time, a date-time counted in China's time."""
-    if not isinstance(value, str) or not value:
-        return ""
-    if len(value) == 10:
-        return value
-    try:
-        parsed = parse_published_at(value)
-    except ValueError:
-        return value[:10]
-    return parsed.astimezone(BEIJING).date().isoformat() if parsed else ""
+china_day = beijing_date
 
 
 @public_bp.context_processor
