@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from services.auth import StaffIdentity
@@ -103,8 +104,14 @@ def append_entry(session: Session, key: bytes, record: AuditRecord, event_id: st
     # so concurrent appends queue up instead of forking the chain.
     touched = session.execute(update(AuditHead).where(AuditHead.id == 1).values(appends=AuditHead.appends + 1))
     if touched.rowcount == 0:  # type: ignore[attr-defined]
-        session.add(AuditHead(id=1, last_entry_id=0, last_hash=GENESIS_HASH, appends=1, pruned_before_id=0))
-        session.flush()
+        # The first append ever. Two first appends can race (a login and an event from a worker):
+        # the loser's insert fails on the primary key once the winner commits, and it queues on
+        # the winner's head row instead.
+        try:
+            with session.begin_nested():
+                session.add(AuditHead(id=1, last_entry_id=0, last_hash=GENESIS_HASH, appends=1, pruned_before_id=0))
+        except IntegrityError:
+            session.execute(update(AuditHead).where(AuditHead.id == 1).values(appends=AuditHead.appends + 1))
     head = session.get(AuditHead, 1, populate_existing=True)
     assert head is not None
     entry = AuditEntry(

@@ -146,3 +146,40 @@ def test_create_admin_refuses_a_weak_password_with_one_line(audit_db: tuple[Sett
     lines = [line for line in weak.stderr.splitlines() if line.strip()]
     assert len(lines) == 1
     assert "password" in lines[0]
+
+
+def test_two_first_appends_at_once_both_land_in_one_chain(audit_db: tuple[Settings, dict[str, str]]) -> None:
+    """The very first entries of a new database can come from two places at once (a sign-in and an
+    event a worker applies): neither may fail, and the chain stays one line."""
+    import threading
+
+    settings, env = audit_db
+    database = open_service_database(settings, "identity")
+    first_holds_its_insert = threading.Event()
+    errors: list[BaseException] = []
+
+    def append(name: str, hold: bool) -> None:
+        try:
+            with database.transaction() as session:
+                append_entry(session, audit_key(settings.secret_key), AuditRecord(
+                    service="identity", action="login.password", result="success", username=name))
+                if hold:  # keep the first transaction open so the second one's first append has to wait on it
+                    first_holds_its_insert.set()
+                    threading.Event().wait(0.5)
+        except BaseException as error:  # noqa: BLE001 (reported by the assertion below)
+            errors.append(error)
+
+    try:
+        first = threading.Thread(target=append, args=("first", True))
+        first.start()
+        assert first_holds_its_insert.wait(10)
+        second = threading.Thread(target=append, args=("second", False))
+        second.start()
+        first.join(20)
+        second.join(20)
+    finally:
+        database.dispose()
+    assert errors == []
+    verified = gongkai(env, "audit", "verify")
+    assert verified.returncode == 0, verified.stderr
+    assert "2 entries verified" in verified.stdout
