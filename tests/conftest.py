@@ -16,6 +16,7 @@ from flask import Flask
 from services.settings import Settings, load_settings
 
 from support.env import base_env, drop_schemas, unique_prefix
+from support.org import create_org
 from support.servers import resolve_postgres_url, resolve_redis_url
 
 
@@ -93,35 +94,11 @@ def suite(suite_apps: dict[str, Flask], tmp_path: Path) -> Iterator[dict[str, Fl
             connection.close()
 
 
-STAFF_PASSWORD = "Correct-Horse-42!"
-
-
 @pytest.fixture
 def org(suite: dict[str, Flask]) -> dict[str, Any]:
     """A bureau with two divisions, and one user per role in each division (plus an admin and an auditor)."""
     from services.db import get_database
-    from services.identity.accounts import assign_role, create_department, create_user
-    from services.permissions import Role
 
     settings = suite["identity"].extensions["gongkai.settings"]
-    users: dict[str, Any] = {}
     with get_database("identity", suite["identity"]).transaction() as session:
-        bureau = create_department(session, "KJT", "科学技术厅", "bureau", None)
-        divisions = {
-            "A": create_department(session, "KJTA", "政策法规处", "division", bureau),
-            "B": create_department(session, "KJTB", "高新技术处", "division", bureau),
-        }
-        admin = create_user(session, settings, username="admin1", display_name="管理员", password=STAFF_PASSWORD)
-        assign_role(session, admin, Role.ADMIN, bureau)
-        users["admin"] = admin
-        for letter, division in divisions.items():
-            for role in Role:
-                if role is Role.ADMIN:
-                    continue
-                name = f"{role.value}_{letter.lower()}"
-                user = create_user(session, settings, username=name, display_name=name, password=STAFF_PASSWORD)
-                assign_role(session, user, role, division)
-                users[name] = user
-        for user in users.values():
-            user.must_change_password = False
-    return {"bureau": "KJT", "divisions": {k: v.code for k, v in divisions.items()}, "users": users}
+        return create_org(session, settings)

@@ -23,8 +23,8 @@ from services.calendar import WorkingCalendar
 from services.db import get_database
 from services.suite import PathDispatcher
 
-from conftest import STAFF_PASSWORD
 from support.clock import Clock, bj
+from support.org import STAFF_PASSWORD
 
 
 class ConsultApi:

@@ -34,7 +34,7 @@ from services.db import get_database, utcnow
 from services.permissions import Grant, Role
 from services.suite import PathDispatcher
 
-from conftest import STAFF_PASSWORD
+from support.org import STAFF_PASSWORD
 
 CATEGORY = "科技与信息产业"
 

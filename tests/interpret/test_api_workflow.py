@@ -23,7 +23,7 @@ from werkzeug.test import Client, TestResponse
 from services.db import get_database
 from services.suite import PathDispatcher
 
-from conftest import STAFF_PASSWORD
+from support.org import STAFF_PASSWORD
 
 
 class StaffApi:

@@ -46,7 +46,7 @@ from services.db import get_database
 from services.permissions import Grant, Role
 from services.suite import PathDispatcher
 
-from conftest import STAFF_PASSWORD
+from support.org import STAFF_PASSWORD
 
 CHINA = ZoneInfo("Asia/Shanghai")
 PERIOD = {"start": "2026-09-01", "end": "2026-10-31"}

@@ -25,8 +25,8 @@ from services.migrations import migrate_all
 from services.settings import Settings, load_settings
 from services.suite import PathDispatcher
 
-from conftest import STAFF_PASSWORD
 from support.env import base_env, drop_schemas, subprocess_env, unique_prefix
+from support.org import STAFF_PASSWORD
 
 REPO = Path(__file__).resolve().parents[2]
 GOVCN = REPO / "services" / "demo" / "data" / "policies_govcn.csv"

@@ -31,7 +31,7 @@ from services.db import get_database
 from services.suite import PathDispatcher
 from services.web import content_alias
 
-from conftest import STAFF_PASSWORD
+from support.org import STAFF_PASSWORD
 
 DOCUMENTS: list[dict[str, Any]] = [
     {"id": "policy-11", "doc_type": "policy", "title": "住房公积金管理条例实施办法",

@@ -21,7 +21,7 @@ from services.db import get_database
 from services.suite import PathDispatcher
 from services.text.pii import EMAIL, ID_CARD, find_personal_data, is_mobile
 
-from conftest import STAFF_PASSWORD
+from support.org import STAFF_PASSWORD
 
 pytestmark = pytest.mark.slow
 

@@ -44,7 +44,7 @@ from services.searchengine.port import SearchQuery
 from services.suite import PathDispatcher
 from services.web import content_alias
 
-from conftest import STAFF_PASSWORD
+from support.org import STAFF_PASSWORD
 from support.search_content import Newsroom
 
 QUERIES = ("科技", "创新", "通知", "咨询", "乡村振兴", "新能源", "申请", "政策解读")

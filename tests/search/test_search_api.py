@@ -25,7 +25,7 @@ from services.searchengine.port import SearchUnavailable
 from services.suite import PathDispatcher
 from services.web import content_alias
 
-from conftest import STAFF_PASSWORD
+from support.org import STAFF_PASSWORD
 
 DOCUMENTS: list[dict[str, Any]] = [
     {"id": "policy-1", "doc_type": "policy", "title": "关于调整住房公积金缴存基数的通知",

@@ -35,7 +35,7 @@ from services.auth import AccessRule, access_rule
 from services.permissions import GRANTS, Permission, Role
 from services.suite import PathDispatcher, owner_of
 
-from conftest import STAFF_PASSWORD
+from support.org import STAFF_PASSWORD
 
 OUTSIDE = "WSJ"
 """A bureau outside the test organisation, so the bureau admin also has a department it does not cover."""

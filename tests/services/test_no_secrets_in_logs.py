@@ -30,7 +30,7 @@ from werkzeug.test import Client, TestResponse
 from services.observability import configure_logging
 from services.suite import PathDispatcher
 
-from conftest import STAFF_PASSWORD
+from support.org import STAFF_PASSWORD
 
 WRONG_PASSWORD = "Wrong-Horse-17?"
 USERNAME = "reviewer_a"

@@ -24,7 +24,7 @@ from services.identity.accounts import (
 )
 from services.identity.models import LoginAttempt, User
 
-from conftest import STAFF_PASSWORD
+from support.org import STAFF_PASSWORD
 
 
 @pytest.mark.parametrize(

@@ -166,7 +166,7 @@ def test_two_first_appends_at_once_both_land_in_one_chain(audit_db: tuple[Settin
                 if hold:  # keep the first transaction open so the second one's first append has to wait on it
                     first_holds_its_insert.set()
                     threading.Event().wait(0.5)
-        except BaseException as error:  # noqa: BLE001 (reported by the assertion below)
+        except BaseException as error:
             errors.append(error)
 
     try:

@@ -16,7 +16,7 @@ from services.calendar import CALENDAR_TOPIC, load_calendar
 from services.db import get_database
 from services.suite import PathDispatcher
 
-from conftest import STAFF_PASSWORD
+from support.org import STAFF_PASSWORD
 
 YEAR_2027 = """# 2027 年（示例数据）
 2027-01-01 休 元旦

@@ -16,8 +16,8 @@ from services.portal import create_app as create_portal
 from services.settings import load_settings
 from services.suite import PathDispatcher
 
-from conftest import STAFF_PASSWORD
 from support.env import base_env
+from support.org import STAFF_PASSWORD
 
 
 @pytest.fixture

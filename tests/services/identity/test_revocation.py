@@ -13,7 +13,7 @@ from werkzeug.test import Client
 from services.revocation import RedisRevocations, SqliteRevocations
 from services.suite import PathDispatcher
 
-from conftest import STAFF_PASSWORD
+from support.org import STAFF_PASSWORD
 
 
 def csrf_token(client: Client, path: str) -> str:

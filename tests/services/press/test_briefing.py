@@ -52,9 +52,9 @@ from services.suite import PathDispatcher
 from services.text.pii import ID_CARD, MARKERS
 from services.text.pii import PHONE as PHONE_KIND
 
-from conftest import STAFF_PASSWORD
 from support.clock import bj
 from support.env import base_env
+from support.org import STAFF_PASSWORD
 
 WEEK = Week(date(2026, 11, 16))
 NOW = bj(2026, 11, 24, 10)

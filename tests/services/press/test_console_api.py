@@ -18,7 +18,7 @@ from services.db import get_database, utcnow
 from services.press.models import Alert, AlertRule, PressMessage, Response, ResponseTopic, Topic
 from services.suite import PathDispatcher
 
-from conftest import STAFF_PASSWORD
+from support.org import STAFF_PASSWORD
 
 PHONE = "13812345678"
 ID_NUMBER = "11010519491231002X"

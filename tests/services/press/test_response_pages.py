@@ -16,7 +16,7 @@ from services.db import get_database, utcnow
 from services.press.models import OutboxEvent, Response, Topic
 from services.suite import PathDispatcher
 
-from conftest import STAFF_PASSWORD
+from support.org import STAFF_PASSWORD
 
 
 def make_topic(suite: dict[str, Flask], label: str = "合肥 公积金 提取") -> int:

@@ -24,7 +24,7 @@ from services.press import search_export
 from services.press.models import Alert, AlertRule, OutboxEvent, Response, ResponseStep, Topic
 from services.suite import PathDispatcher
 
-from conftest import STAFF_PASSWORD
+from support.org import STAFF_PASSWORD
 from support.search_content import Newsroom
 
 BASE = "/api/press/manage/responses"

@@ -1,0 +1,41 @@
+"""A small organisation for tests: a bureau with two divisions and one user per role in each."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from services.settings import Settings
+
+STAFF_PASSWORD = "Correct-Horse-42!"
+
+
+def create_org(session: Session, settings: Settings) -> dict[str, Any]:
+    """Departments KJT (bureau), KJTA and KJTB (divisions); ``admin1`` and ``<role>_<a|b>`` users.
+
+    Every user has the password ``STAFF_PASSWORD`` and no pending password change.
+    """
+    from services.identity.accounts import assign_role, create_department, create_user
+    from services.permissions import Role
+
+    users: dict[str, Any] = {}
+    bureau = create_department(session, "KJT", "科学技术厅", "bureau", None)
+    divisions = {
+        "A": create_department(session, "KJTA", "政策法规处", "division", bureau),
+        "B": create_department(session, "KJTB", "高新技术处", "division", bureau),
+    }
+    admin = create_user(session, settings, username="admin1", display_name="管理员", password=STAFF_PASSWORD)
+    assign_role(session, admin, Role.ADMIN, bureau)
+    users["admin"] = admin
+    for letter, division in divisions.items():
+        for role in Role:
+            if role is Role.ADMIN:
+                continue
+            name = f"{role.value}_{letter.lower()}"
+            user = create_user(session, settings, username=name, display_name=name, password=STAFF_PASSWORD)
+            assign_role(session, user, role, division)
+            users[name] = user
+    for user in users.values():
+        user.must_change_password = False
+    return {"bureau": "KJT", "divisions": {k: v.code for k, v in divisions.items()}, "users": users}
