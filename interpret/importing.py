@@ -74,13 +74,13 @@ from interpret.workflow import (
     extract_document_number,
     import_published_policy,
     normalise_document_number,
-    sanitise_html,
     validate_document_number,
 )
 from services.audit import AuditRecord, AuditResult, record_via_outbox
 from services.auth import StaffIdentity
 from services.db import utcnow
 from services.permissions import Permission, require
+from services.text.richtext import sanitise_html
 
 BEIJING = timezone(timedelta(hours=8))
 

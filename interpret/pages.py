@@ -22,9 +22,10 @@ from urllib.parse import quote, urlsplit
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 from werkzeug.wrappers import Response
 
-from interpret.workflow import FORMS, HIGHER_LEVELS, LEVELS, VALIDITIES, sanitise_html
+from interpret.workflow import FORMS, HIGHER_LEVELS, LEVELS, VALIDITIES
 from services.auth import public
 from services.public_read import CHINA, filtered_documents, page_number, public_document
+from services.text.richtext import sanitise_html
 from services.web import beijing_date, cacheable, content_alias, shared_page
 
 bp = Blueprint("interpret_pages", __name__, url_prefix="/interpret", template_folder="templates")

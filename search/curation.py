@@ -211,7 +211,10 @@ class QueryCount:
     last_seen: datetime
 
 
-def _grouped(session: Session, since: datetime, limit: int, *conditions: Any, min_count: int = 1) -> list[QueryCount]:
+def query_counts(
+    session: Session, since: datetime, limit: int, *conditions: Any, min_count: int = 1
+) -> list[QueryCount]:
+    """The most frequent normalised queries since ``since`` matching ``conditions``, most frequent first."""
     count = func.count(QueryLog.id)
     last_seen = func.max(QueryLog.created_at)
     statement = (
@@ -247,12 +250,12 @@ def popular_queries(
     """The most searched (normalised) queries since ``since``, most frequent first; with
     ``with_results`` only searches that found something count."""
     conditions = (QueryLog.result_count > 0,) if with_results else ()
-    return _grouped(session, since, limit, *conditions, min_count=min_count)
+    return query_counts(session, since, limit, *conditions, min_count=min_count)
 
 
 def zero_result_queries(session: Session, since: datetime, limit: int) -> list[QueryCount]:
     """The queries that found nothing since ``since``, most frequent first, with when last seen."""
-    return _grouped(session, since, limit, QueryLog.result_count == 0)
+    return query_counts(session, since, limit, QueryLog.result_count == 0)
 
 
 # -- synonym groups ------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 
 from flask import Flask
 
-from search.curation import _grouped
+from search.curation import query_counts
 from search.models import QueryLog
 from services.db import get_database, utcnow
 
@@ -62,12 +62,12 @@ def recent_query_counts(
     end = now or utcnow()
     start = end - window
     with get_database("search", app).transaction() as session:
-        current = _grouped(session, start, limit, QueryLog.created_at <= end)
+        current = query_counts(session, start, limit, QueryLog.created_at <= end)
         previous: dict[str, int] = {}
         texts = [item.query for item in current]
         for offset in range(0, len(texts), 500):
             chunk = texts[offset:offset + 500]
-            for item in _grouped(session, start - window, len(chunk), QueryLog.created_at < start,
+            for item in query_counts(session, start - window, len(chunk), QueryLog.created_at < start,
                                  QueryLog.query.in_(chunk)):
                 previous[item.query] = item.count
     return QueryCounts(start, end, window, [

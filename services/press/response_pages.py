@@ -27,7 +27,6 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response as HttpResponse
 
-from interpret.workflow import sanitise_html
 from services.auth import StaffIdentity, public, requires, signed_in_staff
 from services.db import get_session
 from services.permissions import NotPermitted, Permission, departments_with
@@ -36,6 +35,7 @@ from services.press.models import Response, Topic
 from services.press.workflow import ACTION_LABELS, ACTION_PERMISSION, ACTIONS, KIND_LABELS, STATE_LABELS
 from services.public_read import filtered_documents, page_number, public_document
 from services.searchengine.port import SearchQuery
+from services.text.richtext import sanitise_html
 from services.web import beijing_date, cacheable, content_alias
 from services.workflow import ContentProblem, TransitionNotAllowed
 

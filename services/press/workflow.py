@@ -29,7 +29,6 @@ from urllib.parse import urlsplit
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from interpret.workflow import has_markup_beyond_allowed, plain_text, sanitise_html
 from services.audit import AuditRecord, AuditResult, record_via_outbox
 from services.auth import StaffIdentity
 from services.db import utcnow
@@ -38,6 +37,7 @@ from services.permissions import GRANTS, Permission, require
 from services.press.alerts import record_response
 from services.press.models import OutboxEvent, Response, ResponseStep, ResponseTopic, Topic
 from services.text.pii import BANK_CARD, EMAIL, ID_CARD, PHONE, redact
+from services.text.richtext import has_markup_beyond_allowed, plain_text, sanitise_html
 from services.workflow import (
     REVIEW_ACTION_LABELS,
     REVIEW_STATE_LABELS,
