@@ -14,6 +14,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from interpret.models import (
@@ -94,8 +95,17 @@ def next_index_number(session: Session, department: str, when: date) -> str:
         .values(last_serial=IndexNumberSerial.last_serial + 1)
     )
     if locked.rowcount == 0:  # type: ignore[attr-defined]
-        session.add(IndexNumberSerial(department=department, month=month, last_serial=1))
-        session.flush()
+        # The department's first policy of the month. Two of them can race: the loser's insert fails on
+        # the key once the winner commits, and it takes the next serial of the winner's row instead.
+        try:
+            with session.begin_nested():
+                session.add(IndexNumberSerial(department=department, month=month, last_serial=1))
+        except IntegrityError:
+            session.execute(
+                update(IndexNumberSerial)
+                .where(IndexNumberSerial.department == department, IndexNumberSerial.month == month)
+                .values(last_serial=IndexNumberSerial.last_serial + 1)
+            )
     serial = session.scalar(
         select(IndexNumberSerial.last_serial).where(
             IndexNumberSerial.department == department, IndexNumberSerial.month == month

@@ -16,6 +16,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     limiter.limit(app.extensions["gongkai.settings"].search_rate_limit)(api.blp)
     rest.register_blueprint(api.blp)
     rest.register_blueprint(status_api.blp)
+    rest.register_blueprint(status_api.reconcile_blp)
     app.register_blueprint(pages.bp)
     app.register_blueprint(admin_pages.bp)
     return app

@@ -4,6 +4,8 @@
   add (refused with field errors, nothing saved, when invalid), delete; every change is
   audited and applies to searches within seconds, without a rebuild.
 * The zero-result report for editors (``records.read``): the queries that found nothing.
+* Index reconciliation (索引核对, ``content.publish``, like the reindex status): the last runs of
+  ``search.reconcile`` with their counts per type, and a button that queues a run for a worker.
 """
 
 from __future__ import annotations
@@ -17,13 +19,14 @@ from sqlalchemy.orm import Session
 from werkzeug.wrappers import Response
 
 from search import curation
+from search import reconcile as reconciliation
 from search.curation import BestBetInput, QueryCount
 from search.query import CHINA, TYPE_LABELS, SearchParams, run_search, today_in_china
 from services.auth import requires, signed_in_staff
 from services.db import get_session
 from services.permissions import Permission
 from services.searchengine.port import SearchEngineError, SearchUnavailable
-from services.web import content_alias
+from services.web import content_alias, get_settings
 from services.workflow import ContentProblem
 
 bp = Blueprint("search_admin", __name__, url_prefix="/search/admin", template_folder="templates")
@@ -193,3 +196,22 @@ def zero_results() -> str:
     rows: list[QueryCount] = curation.zero_result_queries(_db(), since, REPORT_LIMIT)
     return render_template("search/admin/zero_results.html", staff=_staff(), rows=rows, days=days,
                            report_days=REPORT_DAYS, limit=REPORT_LIMIT)
+
+
+# -- index reconciliation ------------------------------------------------------------------------
+
+
+@bp.route("/reconcile", methods=["GET", "POST"])
+@requires(Permission.PUBLISH)
+def reconcile() -> Any:
+    """The last runs with their counts per type; POST queues a run for a worker (while one is queued or
+    running, a second click queues nothing)."""
+    if request.method == "POST":
+        db = _db()
+        _, queued = reconciliation.request_run(db, _staff(), get_settings(current_app).search_alias)
+        db.commit()
+        return redirect(url_for("search_admin.reconcile", done="queued" if queued else "already"), 303)
+    runs = reconciliation.recent_runs(_db())
+    active = any(run["state"] in reconciliation.ACTIVE_STATES for run in runs)
+    return render_template("search/admin/reconcile.html", staff=_staff(), runs=runs, active=active,
+                           count_names=reconciliation.COUNT_NAMES, done=_done(("queued", "already")))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Date, Index, Integer, String, UniqueConstraint
+from sqlalchemy import JSON, Boolean, Date, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from services.db import UTCDateTime, make_metadata, utcnow
@@ -109,4 +109,30 @@ class ReindexRun(Base):
     started_by: Mapped[str] = mapped_column(String(100))
     started_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     heartbeat_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class ReconcileRun(Base):
+    """One comparison of the content index with what the services publish (``search.reconcile``),
+    whoever started it: the hourly schedule, ``gongkai search reconcile``, or staff on the admin page
+    (then it is ``queued`` until a worker takes it). ``report`` holds the counts per document type."""
+
+    __tablename__ = "reconcile_run"
+    __table_args__ = (Index("ix_reconcile_run_requested_at", "requested_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    trigger: Mapped[str] = mapped_column(String(20))
+    """schedule, command or staff."""
+    requested_by: Mapped[str | None] = mapped_column(String(100))
+    """The staff member's username when started from the admin page."""
+    repair: Mapped[bool] = mapped_column(Boolean, default=True)
+    """False for a dry run (drift reported, nothing repaired)."""
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    """queued, running, finished, failed or abandoned."""
+    alias: Mapped[str] = mapped_column(String(64))
+    report: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    """doc_type -> {"published", "indexed", "missing", "stale", "extra", "repaired", "unrepaired"}."""
+    error: Mapped[str | None] = mapped_column(String(500))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

@@ -58,7 +58,7 @@ from services.searchengine.port import (
     Suggestion,
     parse_published_at,
 )
-from services.web import cached_answer, content_alias
+from services.web import cached_answer, content_alias, get_search_engine
 
 log = logging.getLogger(__name__)
 
@@ -289,7 +289,7 @@ def _answer(app: Flask, params: SearchParams, text: str, curated: bool) -> dict[
             "query": text,
             "synonyms": [list(group) for group in synonyms],
             "best_bets": [pin.doc_id for pin in pins],
-            "engine": type(engine).__name__,
+            "engine": type(get_search_engine(app)).__name__,
         }
     return answer
 

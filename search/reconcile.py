@@ -17,6 +17,10 @@ listed, so something published while the job runs is never taken for drift.
 The index is listed through the port's search (live documents of one type, newest first),
 which reaches ``MAX_RESULT_WINDOW`` documents per query: beyond that the listing is split
 into date ranges (documents without a publication date are then not listed).
+
+Every run is recorded (``reconcile_run``, :func:`reconcile_recorded`) with its counts per type, whoever
+started it: the hourly schedule, ``gongkai search reconcile``, or staff on the admin page "索引核对"
+(:func:`request_run` queues it for a worker); the page and ``GET /api/search/reconcile`` show the last runs.
 """
 
 from __future__ import annotations
@@ -27,10 +31,19 @@ from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from search.documents import check_public
+from search.models import OutboxEvent, ReconcileRun
 from search.reindex import SOURCES, Apps, ExportSource, doc_type_of
-from services.searchengine.port import MAX_PER_PAGE, MAX_RESULT_WINDOW, SearchEngine, SearchQuery
-from services.web import content_alias
+from services.audit import AuditRecord, AuditResult, record_via_outbox
+from services.auth import StaffIdentity
+from services.db import get_database, utcnow
+from services.outbox import emit
+from services.permissions import Permission, require
+from services.searchengine.port import MAX_PER_PAGE, MAX_RESULT_WINDOW, SearchEngine, SearchQuery, SearchUnavailable
+from services.web import content_alias, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -201,3 +214,130 @@ def reconcile(apps: Apps, *, repair: bool = True, batch_size: int = 500) -> Reco
         engine.refresh(alias)
     report.seconds = time.monotonic() - started
     return report
+
+
+# -- the record of the runs ----------------------------------------------------------------------
+
+SCHEDULE, COMMAND, STAFF = "schedule", "command", "staff"
+QUEUED, RUNNING, FINISHED, FAILED, ABANDONED = "queued", "running", "finished", "failed", "abandoned"
+ACTIVE_STATES = (QUEUED, RUNNING)
+REQUESTED_TOPIC = "search.reconcile.requested"
+"""The outbox event of a run asked for on the admin page; ``search.reconcile`` takes it."""
+RUNS_SHOWN = 20
+STALE_AFTER = timedelta(hours=2)
+"""A run queued or running for this long has lost its worker (killed, or the broker lost the task)."""
+COUNT_NAMES = ("published", "indexed", "missing", "stale", "extra", "repaired", "unrepaired")
+UNAVAILABLE_ERROR = "搜索服务不可用，未能核对 / the search engine was unavailable"
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"[:500]
+
+
+def _abandon_stale(session: Session) -> None:
+    cutoff = utcnow() - STALE_AFTER
+    for run in session.scalars(select(ReconcileRun).where(ReconcileRun.state.in_(ACTIVE_STATES),
+                                                          ReconcileRun.requested_at < cutoff)):
+        run.state, run.finished_at = ABANDONED, utcnow()
+        run.error = "未完成：处理它的进程已停止 / never finished: its worker stopped"
+
+
+def active_run(session: Session) -> ReconcileRun | None:
+    """A run asked for and not finished yet (the page offers no second one meanwhile)."""
+    cutoff = utcnow() - STALE_AFTER
+    found: ReconcileRun | None = session.scalars(
+        select(ReconcileRun).where(ReconcileRun.state.in_(ACTIVE_STATES), ReconcileRun.requested_at >= cutoff)
+        .order_by(ReconcileRun.id.desc()).limit(1)
+    ).first()
+    return found
+
+
+def request_run(session: Session, actor: StaffIdentity, alias: str) -> tuple[ReconcileRun, bool]:
+    """Queue a run for a worker (``search.reconcile``, through the outbox), audited; when one is
+    already queued or running, that one, and False."""
+    require(actor.grants, Permission.PUBLISH)
+    _abandon_stale(session)
+    running = active_run(session)
+    if running is not None:
+        return running, False
+    run = ReconcileRun(trigger=STAFF, requested_by=actor.username[:100], repair=True, state=QUEUED, alias=alias,
+                       report={}, requested_at=utcnow())
+    session.add(run)
+    session.flush()
+    emit(session, OutboxEvent, REQUESTED_TOPIC, aggregate_type="reconcile_run", aggregate_id=run.id, version=1,
+         payload={"run_id": run.id})
+    record_via_outbox(session, OutboxEvent, AuditRecord.by(
+        actor, "search", "search.reconcile.request", AuditResult.SUCCESS, object_type="reconcile_run",
+        object_id=str(run.id), detail={"alias": alias},
+    ))
+    return run, True
+
+
+def _start(apps: Apps, trigger: str, repair: bool, run_id: int | None) -> int | None:
+    """The run to record into, marked running: the one asked for (None when it already ended: a
+    repeated delivery), or a new one."""
+    with get_database("search", apps["search"]).transaction() as session:
+        _abandon_stale(session)
+        if run_id is not None:
+            run = session.get(ReconcileRun, run_id)
+            if run is None or run.state not in ACTIVE_STATES:
+                return None
+        else:
+            run = ReconcileRun(trigger=trigger, repair=repair, alias=get_settings(apps["search"]).search_alias,
+                               report={}, requested_at=utcnow())
+            session.add(run)
+        run.state, run.started_at = RUNNING, utcnow()
+        session.flush()
+        return run.id
+
+
+def _finish(apps: Apps, run_id: int, **values: Any) -> None:
+    with get_database("search", apps["search"]).transaction() as session:
+        run = session.get(ReconcileRun, run_id)
+        if run is not None:
+            for name, value in values.items():
+                setattr(run, name, value)
+            run.finished_at = utcnow()
+
+
+def reconcile_recorded(apps: Apps, *, trigger: str, repair: bool = True,
+                       run_id: int | None = None) -> tuple[int | None, ReconcileReport | None]:
+    """``reconcile``, recorded as a run (``run_id``: the queued one to carry out). Returns the run's id
+    and the report; (None, None) when the queued run had already ended. A failure is recorded, then raised."""
+    recorded = _start(apps, trigger, repair, run_id)
+    if recorded is None:
+        return None, None
+    try:
+        report = reconcile(apps, repair=repair)
+    except SearchUnavailable:
+        _finish(apps, recorded, state=FAILED, error=UNAVAILABLE_ERROR)
+        raise
+    except Exception as error:
+        _finish(apps, recorded, state=FAILED, error=_first_line(error))
+        raise
+    types = {name: {count: getattr(counts, count) for count in COUNT_NAMES} for name, counts in report.types.items()}
+    _finish(apps, recorded, state=FINISHED, alias=report.alias, report=types)
+    return recorded, report
+
+
+def run_view(run: ReconcileRun) -> dict[str, Any]:
+    """A run as the page and the API show it: its counts per type and their totals."""
+    types: dict[str, dict[str, int]] = {name: {count: int(counts.get(count, 0)) for count in COUNT_NAMES}
+                                        for name, counts in (run.report or {}).items()}
+    totals = {count: sum(counts[count] for counts in types.values()) for count in COUNT_NAMES}
+    seconds = (run.finished_at - run.started_at).total_seconds() if run.finished_at and run.started_at else None
+    return {
+        "id": run.id, "trigger": run.trigger, "requested_by": run.requested_by, "repair": run.repair,
+        "state": run.state, "alias": run.alias, "error": run.error, "requested_at": run.requested_at,
+        "started_at": run.started_at, "finished_at": run.finished_at,
+        "seconds": round(seconds, 1) if seconds is not None else None,
+        "types": types, "totals": totals,
+        "drift": totals["missing"] + totals["stale"] + totals["extra"],
+    }
+
+
+def recent_runs(session: Session, limit: int = RUNS_SHOWN) -> list[dict[str, Any]]:
+    """The last runs, newest first."""
+    runs = session.scalars(select(ReconcileRun).order_by(ReconcileRun.id.desc()).limit(limit))
+    return [run_view(run) for run in runs]

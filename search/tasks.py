@@ -79,16 +79,22 @@ def remove_document(event: dict[str, Any]) -> str:
 
 
 @shared_task(name="search.reconcile", acks_late=True, ignore_result=True)
-def reconcile_index() -> dict[str, Any]:
-    """Compare the index with what the services publish and repair the drift (beat, hourly)."""
-    from search.reconcile import reconcile
+def reconcile_index(event: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Compare the index with what the services publish and repair the drift: hourly (beat), or the
+    run staff queued on the admin page (``event``: its ``search.reconcile.requested`` event). Each run
+    is recorded with its report (``search.reconcile.reconcile_recorded``)."""
+    from search.reconcile import SCHEDULE, STAFF, reconcile_recorded
 
+    run_id = int(event["payload"]["run_id"]) if event else None
     try:
-        report = reconcile(worker_apps(current_app))
+        recorded, report = reconcile_recorded(worker_apps(current_app), trigger=STAFF if event else SCHEDULE,
+                                              run_id=run_id)
     except SearchUnavailable as error:
         log.warning("reconciliation skipped, the search engine is unavailable: %s", error)
         return {"skipped": "search unavailable"}
-    summary = report.as_dict()
+    if report is None:
+        return {"duplicate": run_id}
+    summary = {**report.as_dict(), "run_id": recorded}
     if report.drift:
         log.warning("index drift repaired: %s", report.summary())
     else:

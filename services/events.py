@@ -48,6 +48,7 @@ SUBSCRIPTIONS: dict[str, tuple[str, ...]] = {
     "press.response.published": ("search.index_document",),
     "press.response.withdrawn": ("search.remove_document",),
     "press.alert.fired": ("press.deliver_alert",),
+    "search.reconcile.requested": ("search.reconcile",),
 }
 
 

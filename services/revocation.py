@@ -56,18 +56,28 @@ class RedisRevocations:
 
 
 class SqliteRevocations:
+    SETUP_ATTEMPTS = 50
+
     def __init__(self, path: Path) -> None:
         self._path = path
         path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as connection:
-            connection.execute(
-                "CREATE TABLE IF NOT EXISTS revoked (kind TEXT, key TEXT, at REAL, PRIMARY KEY (kind, key))"
-            )
+        # WAL is kept in the file, so it is set once, here. Setting it is not covered by the busy timeout:
+        # the first requests of every web thread and process, which all get here at once, wait their turn.
+        for attempt in range(self.SETUP_ATTEMPTS):
+            try:
+                with self._connect() as connection:
+                    connection.execute("PRAGMA journal_mode=WAL")
+                    connection.execute(
+                        "CREATE TABLE IF NOT EXISTS revoked (kind TEXT, key TEXT, at REAL, PRIMARY KEY (kind, key))"
+                    )
+                return
+            except sqlite3.OperationalError as error:
+                if "locked" not in str(error) or attempt == self.SETUP_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.1)
 
     def _connect(self) -> sqlite3.Connection:
-        connection = sqlite3.connect(self._path, timeout=5)
-        connection.execute("PRAGMA journal_mode=WAL")
-        return connection
+        return sqlite3.connect(self._path, timeout=5)
 
     def _put(self, kind: str, key: str) -> None:
         now = time.time()

@@ -40,7 +40,7 @@ from services.errors import register_error_handlers
 from services.observability import configure_logging, init_request_tracing, metrics_response
 from services.outbox import install_after_commit_send
 from services.searchengine.factory import make_search_engine
-from services.searchengine.port import SearchEngine, parse_published_at
+from services.searchengine.port import KeptAlias, SearchEngine, parse_published_at
 from services.security import init_security
 from services.settings import Settings, load_settings
 
@@ -113,7 +113,9 @@ LOCAL_CACHE_ENTRIES = 4096
 """At most this many entries in a process's own cache (the oldest go first)."""
 CACHE_PAUSE_SECONDS = 30.0
 """After Redis failed, the cache is skipped (reads rendered afresh) for this long."""
-ANONYMOUS_COOKIES = frozenset({"lang"})
+ELDER_MODE_COOKIE = "elder_mode"
+"""``1``: the large-font, high-contrast mode (长者模式) is on. Set by ``/elder-mode`` or the switch's script."""
+ANONYMOUS_COOKIES = frozenset({"lang", ELDER_MODE_COOKIE})
 _SHARED_PAGE = "_gongkai_shared_page"
 _CACHED_HEADERS = ("Content-Type", "ETag", "Cache-Control", "Vary", "Last-Modified")
 
@@ -203,7 +205,8 @@ def shared_page(view: V) -> V:
 
 def _page_key(app: Flask) -> str:
     query = request.query_string.decode("latin-1")
-    return f"gongkai:page:{app.extensions['gongkai.service']}:{select_locale()}:{request.path}?{query}"
+    mode = "elder" if elder_mode() else "standard"
+    return f"gongkai:page:{app.extensions['gongkai.service']}:{select_locale()}:{mode}:{request.path}?{query}"
 
 
 def _serve_shared_page() -> Response | None:
@@ -297,6 +300,11 @@ def select_locale() -> str:
     return "zh_CN"
 
 
+def elder_mode() -> bool:
+    """Whether this visitor switched the large-font, high-contrast mode on (rendered on the server: no flash)."""
+    return request.cookies.get(ELDER_MODE_COOKIE) == "1"
+
+
 def get_search_engine(app: Flask) -> SearchEngine:
     engine: SearchEngine | None = app.extensions.get("gongkai.search_engine")
     if engine is None:
@@ -354,7 +362,7 @@ def create_service_app(
     @app.context_processor
     def _shell_context() -> dict[str, Any]:
         return {"current_locale": select_locale(), "service_name": name, "current_staff": current_staff,
-                "gongkai_translations": get_translations()}
+                "gongkai_translations": get_translations(), "elder_mode": elder_mode()}
 
     init_request_tracing(app, name)
     init_security(app, settings)
@@ -497,10 +505,15 @@ def _register_api_docs(app: Flask, name: str) -> None:
 
 
 def content_alias(app: Flask) -> tuple[SearchEngine, str]:
-    """The engine and the shared content alias every public read and index write uses."""
+    """The engine and the shared content alias every public read and index write uses. The alias is
+    made on first use, and made again, empty, should the engine lose it (``KeptAlias``)."""
     engine = get_search_engine(app)
     alias = get_settings(app).search_alias
     if not app.extensions.get("gongkai.search_alias_ready"):
         engine.ensure_alias(alias)
         app.extensions["gongkai.search_alias_ready"] = True
-    return engine, alias
+    kept: KeptAlias | None = app.extensions.get("gongkai.kept_alias")
+    if kept is None or kept.engine is not engine or kept.alias != alias:
+        kept = KeptAlias(engine, alias)
+        app.extensions["gongkai.kept_alias"] = kept
+    return kept, alias

@@ -64,6 +64,7 @@ from services.searchengine.port import (
     KEYWORD_FIELDS,
     TITLE_WEIGHT,
     EngineHealth,
+    IndexNotFound,
     SearchEngineError,
     SearchHit,
     SearchQuery,
@@ -91,6 +92,7 @@ _HEALTH_TIMEOUT = 3.0
 _MAX_CAUSE_LENGTH = 300
 _VERSIONED_INDEX = re.compile(r"[a-z0-9_]+-v\d+-\d{14}")
 _CREATE_ATTEMPTS = 5
+_INDEX_NOT_FOUND = "index_not_found_exception"
 #: Fields a suggestion needs from a document.
 _SUGGESTION_SOURCE = ("id", "doc_type", "title", "url")
 
@@ -441,7 +443,8 @@ class ElasticsearchEngine:
                 raise SearchUnavailable(
                     f"搜索引擎不可用 / search engine unavailable while {action}: {error.status_code} {reason}"
                 ) from error
-            raise SearchEngineError(f"search engine refused {action}: {error.status_code} {reason}") from error
+            refusal = IndexNotFound if reason.startswith(_INDEX_NOT_FOUND) else SearchEngineError
+            raise refusal(f"search engine refused {action}: {error.status_code} {reason}") from error
         except TransportError as error:
             cause = f"{type(error).__name__}: {error.message}"[:_MAX_CAUSE_LENGTH]
             raise SearchUnavailable(
@@ -462,14 +465,26 @@ class ElasticsearchEngine:
         return EngineHealth(status in ("green", "yellow"), detail)
 
     def ensure_alias(self, alias: str) -> str:
-        # Two processes starting together may each create an index here; the later swap
-        # wins and the other index, being older than the current one, goes at the next prune.
+        """Several processes may find the alias missing at once (all of them, when the cluster lost
+        its data) and each create an index: the alias must end on one of them, the same for all, before
+        any of them writes. Each adds its index only while the alias has none, then the alias keeps its
+        oldest index and the others are taken off it and dropped (still empty: their creators have
+        not returned yet)."""
         current = self.current_index(alias)
         if current is not None:
             return current
         index = self.create_index(alias)
-        self.swap_alias(alias, index)
-        return index
+        if not self._alias_indices(alias):
+            with self._translate_errors(f"pointing {alias} at {index}"):
+                self._es().indices.update_aliases(actions=[{"add": {"index": index, "alias": alias}}])
+        holders = sort_by_number(alias, self._alias_indices(alias)) or [index]
+        kept = holders[0]
+        if kept != index:
+            if index in holders:
+                with self._translate_errors(f"taking {alias} off {index}"):
+                    self._es().indices.update_aliases(actions=[{"remove": {"index": index, "alias": alias}}])
+            self.drop_index(index)
+        return kept
 
     def create_index(self, alias: str) -> str:
         validate_alias(alias)
@@ -503,18 +518,21 @@ class ElasticsearchEngine:
         return old
 
     def current_index(self, alias: str) -> str | None:
+        indices = self._alias_indices(alias)
+        if len(indices) > 1:
+            raise SearchEngineError(f"alias {alias} points at several indices: {sorted(indices)}")
+        return indices[0] if indices else None
+
+    def _alias_indices(self, alias: str) -> list[str]:
         validate_alias(alias)
         try:
             with self._translate_errors(f"reading alias {alias}"):
                 found = self._es().indices.get_alias(name=alias)
         except SearchEngineError as error:
             if isinstance(error.__cause__, NotFoundError):
-                return None
+                return []
             raise
-        indices = list(found.body)
-        if len(indices) > 1:
-            raise SearchEngineError(f"alias {alias} points at several indices: {sorted(indices)}")
-        return indices[0] if indices else None
+        return list(found.body)
 
     def list_indices(self, alias: str) -> list[str]:
         validate_alias(alias)
@@ -575,8 +593,9 @@ class ElasticsearchEngine:
                 if status in _UNAVAILABLE_STATUSES:
                     raise SearchUnavailable(f"搜索引擎不可用 / search engine unavailable while writing {doc_id} to "
                                             f"{target}: {status} {reason}")
-                raise SearchEngineError(f"search engine refused writing document {doc_id} to {target}: "
-                                        f"{status} {reason}")
+                refusal = IndexNotFound if (outcome.get("error") or {}).get("type") == _INDEX_NOT_FOUND \
+                    else SearchEngineError
+                raise refusal(f"search engine refused writing document {doc_id} to {target}: {status} {reason}")
             results.append(True)
         return results
 

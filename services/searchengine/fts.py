@@ -74,6 +74,7 @@ from services.searchengine.port import (
     KEYWORD_FIELDS,
     TITLE_WEIGHT,
     EngineHealth,
+    IndexNotFound,
     SearchEngineError,
     SearchHit,
     SearchQuery,
@@ -206,6 +207,10 @@ _UNAVAILABLE_MARKERS = (
     "malformed",
     "disk is full",
 )
+
+
+_FileId = tuple[int, int]
+"""(device, inode) of the index file."""
 
 
 class _Tables(NamedTuple):
@@ -375,7 +380,7 @@ class FtsSearchEngine:
         self.path = Path(path)
         self._busy_timeout = busy_timeout
         self._schema_lock = threading.Lock()
-        self._schema_ready = False
+        self._schema_ready_in: _FileId | None = None
         self._per_thread = threading.local()
 
     # -- connections ---------------------------------------------------------------------
@@ -396,15 +401,23 @@ class FtsSearchEngine:
             connection.create_function("exp", 1, math.exp, deterministic=True)
         return connection
 
-    def _ensure_schema(self, connection: sqlite3.Connection) -> None:
-        if self._schema_ready:
+    def _file_id(self) -> _FileId | None:
+        """Which file is at ``path`` now (None: none is)."""
+        try:
+            found = os.stat(self.path)
+        except OSError:
+            return None
+        return found.st_dev, found.st_ino
+
+    def _ensure_schema(self, connection: sqlite3.Connection, file_id: _FileId | None) -> None:
+        if file_id is not None and self._schema_ready_in == file_id:
             return
         with self._schema_lock:
-            if not self._schema_ready:
+            if file_id is None or self._schema_ready_in != file_id:
                 connection.execute("PRAGMA journal_mode = WAL")
                 connection.executescript(_REGISTRY_SCHEMA)
                 self._upgrade_indices(connection)
-                self._schema_ready = True
+                self._schema_ready_in = file_id
 
     @staticmethod
     def _upgrade_indices(connection: sqlite3.Connection) -> None:
@@ -447,21 +460,32 @@ class FtsSearchEngine:
             )
 
     def _connection(self) -> sqlite3.Connection:
-        """This thread's connection, opened on first use and again after a fork.
+        """This thread's connection, opened on first use, again after a fork, and again when the
+        file it opened is no longer the one at ``path``.
 
         Kept open rather than opened per call: closing the last connection of a WAL
-        database checkpoints it, which made every write several times slower."""
+        database checkpoints it, which made every write several times slower.
+
+        A connection to a file that was removed (or replaced) would go on reading the old content and
+        writing where nobody reads: each call checks the file (one ``stat``) and reopens, which makes
+        a new, empty index file with its registry; the alias is then recreated on demand
+        (``KeptAlias``) and reconciliation refills it. (SQLite does not checkpoint nor delete the
+        ``-wal``/``-shm`` files when closing a connection to a moved file, so closing the old one is safe.)"""
         local = self._per_thread
         cached: sqlite3.Connection | None = getattr(local, "connection", None)
         if cached is not None and local.pid == os.getpid():
-            return cached
+            if local.file_id == self._file_id():
+                return cached
+            logger.warning("search index file %s was removed or replaced: opening it afresh", self.path)
+            self._discard_connection()
         connection = self._open()
+        file_id = self._file_id()
         try:
-            self._ensure_schema(connection)
+            self._ensure_schema(connection, file_id)
         except BaseException:
             connection.close()
             raise
-        local.connection, local.pid = connection, os.getpid()
+        local.connection, local.pid, local.file_id = connection, os.getpid(), file_id
         return connection
 
     def _discard_connection(self) -> None:
@@ -498,7 +522,7 @@ class FtsSearchEngine:
             (target, target),
         ).fetchone()
         if row is None:
-            raise SearchEngineError(f"no such index or alias: {target}")
+            raise IndexNotFound(f"no such index or alias: {target}")
         return _tables(row["name"], row["id"])
 
     @staticmethod
@@ -558,6 +582,11 @@ class FtsSearchEngine:
 
     def ensure_alias(self, alias: str) -> str:
         validate_alias(alias)
+        # Looked up first without the write lock: a process's first search must not wait for a writer.
+        with self._transaction(write=False) as connection:
+            current = self._current(connection, alias)
+        if current is not None:
+            return current
         with self._transaction(write=True) as connection:
             current = self._current(connection, alias)
             if current is not None:

@@ -26,11 +26,12 @@ Text matching (``search`` with non-empty text)
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, TypeVar, runtime_checkable
 
 DOC_TYPES: tuple[str, ...] = ("policy", "interpretation", "answer", "press_response")
 KEYWORD_FIELDS: tuple[str, ...] = ("department", "level", "form", "category", "validity")
@@ -49,6 +50,8 @@ MAX_VERSION = 2**63 - 1
 SortOrder = Literal["relevance", "date"]
 
 _ALIAS_NAME = re.compile(r"^[a-z0-9][a-z0-9_]{0,63}$")
+_T = TypeVar("_T")
+_log = logging.getLogger(__name__)
 
 
 class SearchUnavailable(Exception):
@@ -59,6 +62,10 @@ class SearchUnavailable(Exception):
 
 class SearchEngineError(Exception):
     """The engine refused a request (unknown index, bad mapping, unexpected reply)."""
+
+
+class IndexNotFound(SearchEngineError):
+    """The index or alias named does not exist (never created, dropped, or lost with the engine's data)."""
 
 
 @dataclass(frozen=True)
@@ -324,3 +331,87 @@ def hit_from_document(document: dict[str, Any], score: float | None) -> SearchHi
         score=score,
         document=document,
     )
+
+
+# -- an alias that must exist --------------------------------------------------------------
+
+
+class KeptAlias:
+    """``engine``, for callers of one alias that must always exist: an operation on ``alias`` that finds
+    it gone recreates it (a new, empty index) and runs once more.
+
+    The alias is gone when the engine lost its data: an Elasticsearch cluster restarted without its
+    volume (osmem-server, the test engine, keeps everything in memory), the embedded index file removed.
+    Recreating it at once keeps index writes landing and searches answering (with what has been written
+    since) instead of refusing both until someone runs a command; reconciliation (``search.reconcile``:
+    hourly, ``gongkai search reconcile``, the admin page) then puts back what was lost.
+    Operations on other targets (the concrete indices of a rebuild) are passed through unchanged."""
+
+    def __init__(self, engine: SearchEngine, alias: str) -> None:
+        self.engine = engine
+        self.alias = alias
+
+    def _kept(self, target: str, operation: Callable[[], _T]) -> _T:
+        try:
+            return operation()
+        except IndexNotFound:
+            if target != self.alias:
+                raise
+        index = self.engine.ensure_alias(self.alias)
+        _log.warning("search alias %s was missing (the engine lost its index?): now %s, refilled by the "
+                     "events from now on and by reconciliation (gongkai search reconcile)", self.alias, index)
+        return operation()
+
+    def health(self) -> EngineHealth:
+        return self.engine.health()
+
+    def ensure_alias(self, alias: str) -> str:
+        return self.engine.ensure_alias(alias)
+
+    def create_index(self, alias: str) -> str:
+        return self.engine.create_index(alias)
+
+    def swap_alias(self, alias: str, new_index: str) -> str | None:
+        return self.engine.swap_alias(alias, new_index)
+
+    def current_index(self, alias: str) -> str | None:
+        return self.engine.current_index(alias)
+
+    def list_indices(self, alias: str) -> list[str]:
+        return self.engine.list_indices(alias)
+
+    def prune(self, alias: str, keep: int = 1) -> list[str]:
+        return self.engine.prune(alias, keep)
+
+    def drop_index(self, index: str) -> None:
+        self.engine.drop_index(index)
+
+    def index_document(self, target: str, doc_id: str, document: dict[str, Any], version: int) -> bool:
+        return self._kept(target, lambda: self.engine.index_document(target, doc_id, document, version))
+
+    def index_documents(self, target: str, documents: Sequence[tuple[str, dict[str, Any], int]]) -> list[bool]:
+        return self._kept(target, lambda: self.engine.index_documents(target, documents))
+
+    def delete_document(self, target: str, doc_id: str, version: int) -> bool:
+        return self._kept(target, lambda: self.engine.delete_document(target, doc_id, version))
+
+    def get_document(self, target: str, doc_id: str) -> dict[str, Any] | None:
+        return self._kept(target, lambda: self.engine.get_document(target, doc_id))
+
+    def count(self, target: str, doc_type: str | None = None) -> int:
+        return self._kept(target, lambda: self.engine.count(target, doc_type))
+
+    def refresh(self, target: str) -> None:
+        self._kept(target, lambda: self.engine.refresh(target))
+
+    def search(self, alias: str, query: SearchQuery) -> SearchResult:
+        return self._kept(alias, lambda: self.engine.search(alias, query))
+
+    def suggest(self, alias: str, prefix: str, limit: int = 8, doc_types: tuple[str, ...] = ()) -> list[Suggestion]:
+        return self._kept(alias, lambda: self.engine.suggest(alias, prefix, limit, doc_types))
+
+    def related(self, alias: str, doc_id: str, limit: int = 5, doc_types: tuple[str, ...] = ()) -> list[SearchHit]:
+        return self._kept(alias, lambda: self.engine.related(alias, doc_id, limit, doc_types))
+
+    def close(self) -> None:
+        self.engine.close()

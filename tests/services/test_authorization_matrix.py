@@ -165,6 +165,7 @@ PUBLIC_GETS: dict[str, tuple[Expect, Expect]] = {
     "interpret_pages.index": (Expect(302, "/interpret/policies"), Expect(302, "/interpret/policies")),
     "consult_pages.index": (Expect(302, "/consult/answers"), Expect(302, "/consult/answers")),
     "portal_pages.switch_language": (Expect(302, "/"), Expect(302, "/")),
+    "portal_pages.switch_elder_mode": (Expect(302, "/"), Expect(302, "/")),
     # No sign-in in progress: back to the password step, whoever asks.
     "identity_pages.login_second_factor": (Expect(302, "/staff/login"), Expect(302, "/staff/login")),
     "identity_pages.login_continue": (Expect(302, "/staff/login"), Expect(302, "/staff/")),
@@ -292,6 +293,8 @@ WRITES: dict[tuple[str, str], Write] = {
     ("search_admin.best_bets", "POST"): Write({}, Expect(422)),
     ("search_admin.synonyms_delete", "POST"): Write({}, Expect(303, "/search/admin/synonyms?done=delete")),
     ("search_admin.best_bets_delete", "POST"): Write({}, Expect(303, "/search/admin/best-bets?done=delete")),
+    # The first allowed POST queues a run (?done=queued); later ones find it still queued (?done=already).
+    ("search_admin.reconcile", "POST"): Write({}, Expect(303)),
     # A line that is no calendar line: refused, nothing saved.
     ("identity_calendar.save_calendar", "POST"): Write({"year": "2027", "lines": "not a line"}, Expect(400)),
 }
