@@ -7,6 +7,7 @@ schema, selected per connection through ``search_path``.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,11 +18,13 @@ from typing import Any
 from flask import Flask, current_app, g
 from sqlalchemy import Connection, DateTime, Engine, MetaData, create_engine, event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
 
 from services.settings import ConfigError, Settings
+
+log = logging.getLogger(__name__)
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -166,7 +169,7 @@ class ServiceDatabase:
         self.engine.dispose()
 
 
-def _short_db_error(error: OperationalError) -> str:
+def _short_db_error(error: DBAPIError) -> str:
     message = str(error.orig) if error.orig is not None else str(error)
     return message.strip().splitlines()[0] if message.strip() else "database unreachable"
 
@@ -212,7 +215,14 @@ def get_session(service: str) -> Session:
 def _close_sessions(_exc: BaseException | None) -> None:
     sessions: dict[str, Session] = g.pop("gongkai_sessions", {})
     for session in sessions.values():
-        session.close()
+        try:
+            session.close()
+        except DBAPIError as error:
+            # The connection died after the request's work (the database restarted, the server ended the
+            # session): the rollback of close() fails, but the answer already stands. Drop the connection
+            # instead of letting a teardown error turn a finished request into a bare 500.
+            log.warning("closing a database session failed; connection discarded: %s", _short_db_error(error))
+            session.invalidate()
 
 
 def open_service_database(settings: Settings, service: str) -> ServiceDatabase:

@@ -73,20 +73,24 @@ def wait_for(condition: Callable[[], object], timeout: float, what: str, interva
 
 
 def child_pids(pid: int) -> list[int]:
-    """Direct children of a process (gunicorn's workers under its master), from /proc."""
+    """Living direct children of a process (gunicorn's workers under its master), from /proc.
+
+    A killed child the parent has not reaped yet (a zombie) is not counted: it serves nothing.
+    """
     children = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         with contextlib.suppress(OSError, IndexError, ValueError):
             stat = (entry / "stat").read_text()
-            # The command name may hold spaces and parentheses: the ppid follows the last ')'.
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+            # The command name may hold spaces and parentheses: the state and the ppid follow the last ')'.
+            state, ppid = stat.rsplit(")", 1)[1].split()[:2]
+            if int(ppid) == pid and state not in ("Z", "X"):
                 children.append(int(entry.name))
     return sorted(children)
 
 
-def print_counts(scenario: str, **counts: int) -> None:
+def print_counts(scenario: str, **counts: float) -> None:
     """One line per fault test, the figures the issue asks every fault test to show."""
     figures = " ".join(f"{name}={value}" for name, value in counts.items())
     print(f"\n[fault] {scenario}: {figures}", flush=True)

@@ -19,7 +19,7 @@ import time
 import warnings
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, ClassVar, Self
 from urllib.parse import quote
 
 import psycopg
@@ -101,7 +101,12 @@ def redis_answers(url: str, timeout: float = 0.5) -> bool:
 
 
 class RedisProcess:
-    """A throwaway, non-persistent redis-server on a loopback port."""
+    """A throwaway redis-server on a loopback port.
+
+    ``persistent=True`` runs it like production (append-only file, see docker-compose.yml) and keeps
+    its data across ``stop()`` and ``start()``, so a restarted broker still holds the queued tasks;
+    ``discard()`` stops it and deletes the data.
+    """
 
     def __init__(
         self,
@@ -109,10 +114,12 @@ class RedisProcess:
         *,
         prefer_system: bool = True,
         startup_timeout: float = 10.0,
+        persistent: bool = False,
     ) -> None:
         self.port = port if port is not None else free_port()
         self.executable = find_redis_server(prefer_system)
         self.startup_timeout = startup_timeout
+        self.persistent = persistent
         self._proc: subprocess.Popen[bytes] | None = None
         self._workdir: Path | None = None
         self._listening = False
@@ -127,12 +134,13 @@ class RedisProcess:
     def start(self) -> Self:
         if self.is_running():
             return self
-        self._workdir = Path(tempfile.mkdtemp(prefix="gongkai-redis-"))
-        with open(self._log_path(), "wb") as log:
+        if self._workdir is None:
+            self._workdir = Path(tempfile.mkdtemp(prefix="gongkai-redis-"))
+        with open(self._log_path(), "ab") as log:
             self._proc = subprocess.Popen(
                 self._command(), cwd=self._workdir, stdout=log, stderr=subprocess.STDOUT
             )
-        atexit.register(self.stop)
+        atexit.register(self.discard if self.persistent else self.stop)
         self._wait_until_ready()
         return self
 
@@ -148,9 +156,17 @@ class RedisProcess:
                     self._wait_until_port_free()
         finally:
             self._listening = False
-            if self._workdir is not None:
+            if self._workdir is not None and not self.persistent:
                 shutil.rmtree(self._workdir, ignore_errors=True)
                 self._workdir = None
+
+    def discard(self) -> None:
+        """Stop the server and delete its data (persistent or not)."""
+        atexit.unregister(self.discard)
+        self.stop()
+        if self._workdir is not None:
+            shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
 
     def restart(self) -> Self:
         self.stop()
@@ -165,7 +181,7 @@ class RedisProcess:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.stop()
+        self.discard()
 
     def _command(self) -> list[str]:
         return [
@@ -173,7 +189,8 @@ class RedisProcess:
             "--port", str(self.port),
             "--bind", "127.0.0.1",
             "--save", "",
-            "--appendonly", "no",
+            "--appendonly", "yes" if self.persistent else "no",
+            "--appendfsync", "everysec",
             "--daemonize", "no",
             "--dir", str(self._workdir),
         ]  # fmt: skip
@@ -379,3 +396,191 @@ def resolve_postgres_url() -> tuple[str, PostgresProcess | None]:
                 return url, None
     process = PostgresProcess(database=LOCAL_POSTGRES_DB).start()
     return process.url, process
+
+
+# ------------------------------------------------- a PostgreSQL a test may stop
+
+
+def postgres_server_binaries() -> Path:
+    """The folder of ``initdb`` and ``postgres`` for a cluster of a test's own.
+
+    The system's newest server (Debian's ``/usr/lib/postgresql/<version>/bin``, or one on PATH),
+    else the copy bundled in the pgserver wheel, so a fresh machine needs nothing installed.
+    """
+
+    def version(folder: Path) -> tuple[int, ...]:
+        return tuple(int(part) for part in folder.parent.name.split(".") if part.isdigit())
+
+    debian = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=version, reverse=True)
+    on_path = shutil.which("postgres")
+    candidates = [*debian, *([Path(on_path).parent] if on_path else [])]
+    spec = importlib.util.find_spec("pgserver")
+    if spec is not None and spec.origin is not None:
+        candidates.append(Path(spec.origin).parent / "pginstall" / "bin")
+    for folder in candidates:
+        if (folder / "initdb").is_file() and (folder / "postgres").is_file():
+            return folder
+    raise RuntimeError("no PostgreSQL server binaries: install postgresql or the pgserver package")
+
+
+def _unprivileged_account() -> tuple[int, int] | None:
+    """(uid, gid) to run the server as when this process is root (postgres refuses to run as root)."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+
+    for name in ("postgres", "pgserver"):
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            continue
+        return entry.pw_uid, entry.pw_gid
+    subprocess.run(["useradd", "--system", "--no-create-home", "pgserver"], check=True, capture_output=True)
+    entry = pwd.getpwnam("pgserver")
+    return entry.pw_uid, entry.pw_gid
+
+
+class StoppablePostgres:
+    """A PostgreSQL cluster of its own on a fixed loopback port, which a test stops and starts again.
+
+    ``stop()`` shuts the server down (``fast``: open sessions are ended, what ``pg_ctl restart``
+    does; ``immediate``: a crash, recovered from the WAL at the next start) and keeps the data;
+    ``start()`` brings it back on the same port, so the suite's connection settings stay valid.
+    The shared server (5432) is never touched. As root the server runs as the ``postgres`` user
+    (or a ``pgserver`` system user, created like pgserver does) with a data folder that user owns.
+    """
+
+    SHUTDOWN_SIGNALS: ClassVar[dict[str, signal.Signals]] = {
+        "smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT,
+    }
+
+    def __init__(self, port: int | None = None, startup_timeout: float = 60.0) -> None:
+        self.port = port or free_port()
+        self.startup_timeout = startup_timeout
+        self.binaries = postgres_server_binaries()
+        self._account = _unprivileged_account()
+        self._workdir: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """SQLAlchemy URL (postgresql+psycopg://...), the same before and after a restart."""
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    @property
+    def log_path(self) -> Path:
+        if self._workdir is None:
+            raise RuntimeError("StoppablePostgres was never started")
+        return self._workdir / "postgres.log"
+
+    def is_running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self) -> Self:
+        """Start the server (creating the cluster the first time) and wait until it answers."""
+        if self.is_running():
+            return self
+        if self._workdir is None:
+            self._init_cluster()
+        assert self._workdir is not None
+        with self.log_path.open("ab") as log:
+            self._proc = subprocess.Popen(
+                [
+                    str(self.binaries / "postgres"), "-D", str(self._workdir / "data"),
+                    "-p", str(self.port), "-k", str(self._workdir),
+                    "-c", "listen_addresses=127.0.0.1",
+                    # A web process, a worker and beat each keep a pool per service.
+                    "-c", "max_connections=300",
+                    # Throwaway data: a clean shutdown still writes everything; only an OS crash could lose it.
+                    "-c", "fsync=off",
+                ],
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                user=self._uid, group=self._gid, extra_groups=self._extra_groups,
+            )  # fmt: skip
+        atexit.register(self.close)
+        self._wait_until_ready()
+        return self
+
+    def stop(self, mode: str = "fast") -> None:
+        """Shut the server down (``smart``, ``fast`` or ``immediate``) and wait until its port is free."""
+        if self._proc is None:
+            return
+        if self._proc.poll() is None:
+            self._proc.send_signal(self.SHUTDOWN_SIGNALS[mode])
+            try:
+                self._proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        self._proc = None
+        deadline = time.monotonic() + 10
+        while not port_is_free(self.port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def close(self) -> None:
+        """Stop the server and delete its data."""
+        atexit.unregister(self.close)
+        try:
+            self.stop("immediate")
+        finally:
+            if self._workdir is not None:
+                shutil.rmtree(self._workdir, ignore_errors=True)
+                self._workdir = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @property
+    def _uid(self) -> int | None:
+        return self._account[0] if self._account else None
+
+    @property
+    def _gid(self) -> int | None:
+        return self._account[1] if self._account else None
+
+    @property
+    def _extra_groups(self) -> list[int] | None:
+        return [] if self._account else None  # as root: drop root's supplementary groups too
+
+    def _init_cluster(self) -> None:
+        workdir = Path(tempfile.mkdtemp(prefix="gongkai-pgstop-"))
+        self._workdir = workdir
+        if self._account is not None:
+            os.chown(workdir, *self._account)
+            self._let_account_reach_binaries()
+        result = subprocess.run(
+            [str(self.binaries / "initdb"), "-D", str(workdir / "data"), "-U", "postgres", "-A", "trust",
+             "-E", "UTF8", "--locale=C", "--no-sync"],
+            capture_output=True, text=True, user=self._uid, group=self._gid, extra_groups=self._extra_groups,
+        )
+        if result.returncode != 0:
+            self.close()
+            raise RuntimeError(f"initdb failed ({self.binaries}):\n{result.stdout}\n{result.stderr}")
+
+    def _let_account_reach_binaries(self) -> None:
+        # pgserver's bundled copy lives inside the virtualenv: the server's account must traverse to it.
+        for folder in (self.binaries.parent, *self.binaries.parents):
+            mode = folder.stat().st_mode
+            if not mode & 0o001:
+                folder.chmod(mode | 0o005)
+
+    def _wait_until_ready(self) -> None:
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if not self.is_running():
+                raise RuntimeError(f"postgres exited during startup:\n{self._log_tail()}")
+            if postgres_answers(self.url, timeout=1.0):
+                return
+            time.sleep(0.1)
+        raise RuntimeError(f"postgres did not answer within {self.startup_timeout:g} s:\n{self._log_tail()}")
+
+    def _log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-2000:] if self._workdir else ""

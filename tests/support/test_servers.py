@@ -213,3 +213,19 @@ def test_resolve_postgres_url_env_reaches_pgserver(
 def test_postgres_answers_false_on_closed_port() -> None:
     url = f"postgresql+psycopg://postgres@127.0.0.1:{servers.free_port()}/test"
     assert not servers.postgres_answers(url)
+
+
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
+def test_stoppable_postgres_comes_back_on_its_port_with_its_data(mode: str) -> None:
+    with servers.StoppablePostgres() as database:
+        url = servers.libpq_url(database.url)
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("create table kept (value text)")
+            conn.execute("insert into kept values ('受理')")
+        database.stop(mode)
+        assert not database.is_running()
+        assert not servers.postgres_answers(database.url)
+        database.start()
+        with psycopg.connect(url) as conn:
+            assert conn.execute("select value from kept").fetchall() == [("受理",)]
+    assert servers.port_is_free(database.port)

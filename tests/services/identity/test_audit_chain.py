@@ -10,7 +10,7 @@ from sqlalchemy import delete, text, update
 
 from services.audit import AuditRecord, append_entry, audit_key, prune_before, verify_chain
 from services.db import open_service_database
-from services.identity.models import AuditEntry
+from services.identity.models import AuditEntry, AuditHead
 from services.migrations import migrate_all
 from services.settings import Settings, load_settings
 
@@ -93,6 +93,52 @@ def test_a_deleted_row_and_a_deleted_last_row_are_found(audit_db: tuple[Settings
             session.rollback()
     finally:
         database.dispose()
+
+
+def test_an_append_that_rolled_back_leaves_no_gap_that_reads_as_a_deletion(
+    audit_db: tuple[Settings, dict[str, str]],
+) -> None:
+    settings, _env = audit_db
+    append_some(settings, 2)
+    database = open_service_database(settings, "identity")
+    try:
+        with database.transaction() as session:
+            append_entry(session, audit_key(settings.secret_key), AuditRecord(
+                service="consult", action="consultation.accept", result="success", username="dispatcher_a"))
+            session.rollback()  # e.g. the database went away before the commit
+    finally:
+        database.dispose()
+    append_some(settings, 2)
+    database = open_service_database(settings, "identity")
+    try:
+        with database.transaction() as session:
+            report = verify_chain(session, audit_key(settings.secret_key))
+    finally:
+        database.dispose()
+    assert report.ok, report.reason
+    assert report.checked == 4
+
+
+def test_an_entry_appended_while_the_chain_is_walked_is_no_deletion(
+    audit_db: tuple[Settings, dict[str, str]],
+) -> None:
+    """A worker appends while ``gongkai audit verify`` runs: the walk reads the head, then finds an entry past
+    it. That entry chains on from the head, so nothing is missing (it read "entries after 3 are missing")."""
+    settings, _env = audit_db
+    append_some(settings, 3)
+    database = open_service_database(settings, "identity")
+    try:
+        with database.transaction() as session:
+            second = session.get(AuditEntry, 2)
+            assert second is not None
+            # The head as a verifier that read it before the third entry committed saw it.
+            session.execute(update(AuditHead).where(AuditHead.id == 1)
+                            .values(last_entry_id=second.id, last_hash=second.entry_hash))
+            report = verify_chain(session, audit_key(settings.secret_key))
+    finally:
+        database.dispose()
+    assert report.ok, report.reason
+    assert report.checked == 3
 
 
 def test_retention_prunes_old_entries_and_the_rest_still_verifies(audit_db: tuple[Settings, dict[str, str]]) -> None:
