@@ -790,9 +790,10 @@ def search_reconcile(dry_run: bool) -> None:
     """Compare the index with what the services publish, per type, and repair the drift.
 
     Missing documents are indexed, stale ones rewritten, those no longer published deleted. The
-    beat schedule runs this every hour; the table shows what was found and repaired.
+    beat schedule runs this every hour; the table shows what was found and repaired, and the run is
+    recorded for the admin page "索引核对" (/search/admin/reconcile).
     """
-    from search.reconcile import reconcile
+    from search.reconcile import COMMAND, reconcile_recorded
     from search.reindex import worker_apps
     from services.migrations import migrate_all
     from services.suite import create_worker_app
@@ -801,7 +802,8 @@ def search_reconcile(dry_run: bool) -> None:
     migrate_all(settings)
     app = create_worker_app(settings)
     with app.app_context():
-        report = reconcile(worker_apps(app), repair=not dry_run)
+        _, report = reconcile_recorded(worker_apps(app), trigger=COMMAND, repair=not dry_run)
+    assert report is not None  # a new run always reports
     for line in report.lines():
         click.echo(line)
     if not report.drift:
@@ -814,6 +816,72 @@ def search_reconcile(dry_run: bool) -> None:
     if report.unrepaired:
         click.echo(f"warning: {report.unrepaired} documents could not be repaired (the index holds a newer "
                    "version or deletion); `gongkai search reindex` rebuilds the index afresh", err=True)
+
+
+@main.command("backup")
+@click.option("--out", "out_path", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="the archive to write (.tar.gz; replaced if it exists)")
+@readable_errors
+def backup_command(out_path: Path) -> None:
+    """Write every service's database, the data files and the settings into ONE archive.
+
+    The databases are read consistently while the suite runs: one snapshot of every PostgreSQL
+    schema, or each SQLite file through the SQLite backup API. The data files are the policy
+    attachments, the installed router models and the list of signed-out sessions (not the search
+    index: `gongkai restore` rebuilds it). The archive holds personal data and the settings in
+    effect WITH SECRET_KEY (the audit chain and the stored hashes need it): it is written with mode
+    0600; keep it as safe as the database itself.
+    """
+    from services.backup import BackupError, backup
+
+    settings = _settings_checked()
+    try:
+        report = backup(settings, out_path, progress=sys.stderr.isatty())
+    except BackupError as error:
+        raise Failure(str(error)) from None
+    click.echo(f"wrote {report.path} ({report.size:,} bytes, {report.backend}): {report.rows:,} rows in "
+               f"{report.tables} tables, {report.files} files, settings ({report.seconds:.1f} s)")
+
+
+@main.command("restore")
+@click.argument("archive", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--force", is_flag=True, help="replace the data the target already holds")
+@readable_errors
+def restore_command(archive: Path, force: bool) -> None:
+    """Restore a `gongkai backup` ARCHIVE onto the databases and data directory of the current settings.
+
+    The archive is checked first (every member against its checksum): nothing is written if it is
+    damaged. The target must be empty (no rows in any service's database, no data files) unless
+    --force is given, which deletes what it holds. The databases are loaded, migrated to this
+    version's schema, the data files put back, and the search index rebuilt. If loading fails, the
+    target is left empty. Stop the suite (web, worker, beat) of the target first.
+
+    The backup's settings are written to $GONGKAI_DATA_DIR/restored-settings.env (mode 0600) and the
+    settings that differ from the current environment are named. Without SECRET_KEY in the
+    environment (one machine), the backup's key replaces $GONGKAI_DATA_DIR/secret_key.
+    """
+    from services.backup import BackupError, restore
+
+    settings = _settings_checked()
+    try:
+        report = restore(settings, archive, force=force, progress=sys.stderr.isatty())
+    except BackupError as error:
+        raise Failure(str(error)) from None
+    click.echo(f"restored the backup of {report.created_at} (Gongkai {report.gongkai_version}, {report.backend}): "
+               f"{report.rows:,} rows, {report.files} files ({report.seconds:.1f} s)")
+    click.echo(f"the backup's settings: {report.settings_file}")
+    if report.differing:
+        click.echo(f"settings that differ from the current environment: {', '.join(report.differing)}")
+    if report.secret_key_note:
+        click.echo(report.secret_key_note)
+    if report.requeued:
+        click.echo(f"{report.requeued} events of the hour before the backup will be delivered again "
+                   "(their consumers apply each once)")
+    if report.index_error:
+        raise Failure(f"the data is restored but the search index was not rebuilt ({report.index_error}): "
+                      "run `gongkai search reindex`")
+    counts = ", ".join(f"{count} {doc_type}" for doc_type, count in report.index_counts.items())
+    click.echo(f"search index rebuilt: {counts}")
 
 
 if __name__ == "__main__":
