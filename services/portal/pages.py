@@ -14,7 +14,7 @@ from services.public_read import latest_documents
 from services.searchengine.port import SearchUnavailable
 from services.security import safe_next
 from services.settings import SERVICES
-from services.web import get_settings, readiness_report
+from services.web import ELDER_MODE_COOKIE, get_settings, readiness_report
 
 bp = Blueprint("portal_pages", __name__)
 
@@ -46,6 +46,23 @@ def switch_language(code: str) -> Response:
     response = redirect(safe_next(request.args.get("next")))
     if code in ("zh_CN", "en"):
         response.set_cookie("lang", code, max_age=365 * 24 * 3600, samesite="Lax", httponly=True)
+    return response
+
+
+@bp.get("/elder-mode")
+@public
+def switch_elder_mode() -> Response:
+    """The 长者模式 switch without JavaScript: ``?on=1`` (or ``0``) and ``return_to``, a path on this site
+    (not ``next``: the header's form is on every page, the sign-in form's ``next`` among them).
+
+    The cookie is readable by the switch's script, which flips it in place when JavaScript runs; it is only
+    a display preference.
+    """
+    response = redirect(safe_next(request.args.get("return_to")))
+    if request.args.get("on") == "1":
+        response.set_cookie(ELDER_MODE_COOKIE, "1", max_age=365 * 24 * 3600, samesite="Lax")
+    else:
+        response.delete_cookie(ELDER_MODE_COOKIE, samesite="Lax")
     return response
 
 

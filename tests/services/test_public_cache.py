@@ -15,7 +15,7 @@ from werkzeug.test import Client
 from search.models import QueryLog
 from services.db import get_database
 from services.suite import PathDispatcher
-from services.web import LocalCache, RedisCache, cached_answer, content_alias
+from services.web import ELDER_MODE_COOKIE, LocalCache, RedisCache, cached_answer, content_alias
 
 TTL = 2.0
 
@@ -66,6 +66,21 @@ def test_an_anonymous_page_is_served_from_the_cache_until_its_time_to_live_ends(
 
     time.sleep(TTL + 0.1)
     assert "第二版标题" in client.get("/consult/answers/1").get_data(as_text=True)
+
+
+def test_the_elder_mode_is_cached_apart_from_the_standard_page(cached: dict[str, Flask]) -> None:
+    """长者模式 is rendered on the server (a class on <html>): its visitors share their own entry, never the other."""
+    standard = Client(PathDispatcher(cached))
+    elder = Client(PathDispatcher(cached))
+    elder.set_cookie(ELDER_MODE_COOKIE, "1")
+    _answer(cached, 2, "第一版标题", 1)
+    assert 'class="elder"' not in standard.get("/consult/answers/2").get_data(as_text=True)
+    page = elder.get("/consult/answers/2").get_data(as_text=True)
+    assert 'class="elder"' in page and 'aria-pressed="true"' in page
+    _answer(cached, 2, "第二版标题", 2)
+    again = elder.get("/consult/answers/2").get_data(as_text=True)
+    assert 'class="elder"' in again and "第一版标题" in again  # an anonymous visitor still: served from the cache
+    assert 'class="elder"' not in standard.get("/consult/answers/2").get_data(as_text=True)
 
 
 def test_a_missing_page_is_not_cached(cached: dict[str, Flask]) -> None:
