@@ -13,8 +13,7 @@ from consult import workflow
 from consult.models import CalendarDay, Consultation, ProcessedEvent
 from services.calendar import apply_calendar_event
 from services.db import get_database
-from services.mail import MailUnavailable, send_mail
-from services.outbox import first_delivery
+from services.mail import MailUnavailable, mail_delivery
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -61,10 +60,10 @@ def notify_asker(event: dict[str, Any]) -> str:
     settings: Settings = current_app.extensions["gongkai.settings"]
     kind = "reply" if event["topic"] == "consult.reply.sent" else "request_info"
     consumer = "consult.notify_asker"
-    with first_delivery(get_database("consult"), ProcessedEvent, consumer, event["id"]) as session:
-        if session is None:
+    with mail_delivery(settings, get_database("consult"), ProcessedEvent, consumer, event["id"]) as delivery:
+        if delivery is None:
             return "duplicate"
-        consultation = session.get(Consultation, int(event["aggregate_id"]))
+        consultation = delivery.session.get(Consultation, int(event["aggregate_id"]))
         if consultation is None or not consultation.email:
             return "skipped: no e-mail address"
         if not settings.smtp_host:
@@ -73,7 +72,7 @@ def notify_asker(event: dict[str, Any]) -> str:
             return "skipped: e-mail disabled"
         subject, body = ASKER_MAILS[kind]
         values = {"number": consultation.tracking_number, "base": settings.public_base_url}
-        send_mail(settings, [consultation.email], subject.format(**values), body.format(**values))
+        delivery.send([consultation.email], subject.format(**values), body.format(**values))
         return "sent"
 
 

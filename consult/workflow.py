@@ -29,7 +29,7 @@ from typing import Any
 
 from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -1102,6 +1102,11 @@ def open_states() -> Iterable[str]:
 # -- the hourly deadline sweep ---------------------------------------------------------------------
 
 
+SWEEP_LOCK_KEY = 0x676B_636F_6E73_7765
+"""PostgreSQL advisory lock held by a deadline sweep: two sweeps at once (beat's and a redelivered one)
+would both see a case not yet reminded and alert twice."""
+
+
 @dataclass
 class SweepReport:
     reminded: int = 0
@@ -1124,6 +1129,8 @@ def _alert(session: Session, consultation: Consultation, kind: str, due: date | 
 def sweep_deadlines(session: Session, settings: Settings, now: datetime | None = None) -> SweepReport:
     """Remind handlers before a deadline, escalate overdue cases to the department's reviewers, and raise
     an alarm for anything unanswered after ``consult_alarm_days``; each at most once per deadline."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(SWEEP_LOCK_KEY)))
     now = now or utcnow()
     today = local_day(now)
     calendar = consult_calendar(session)

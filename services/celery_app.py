@@ -42,15 +42,19 @@ DEFAULT_QUEUE = "celery"
 WORKER_QUEUES = (INDEX_QUEUE, DEFAULT_QUEUE)
 """What ``gongkai worker`` consumes, in priority order."""
 INDEX_TASKS = ("search.index_document", "search.remove_document")
+FIRST_QUEUE_TASKS = (*INDEX_TASKS, "outbox.relay")
+"""Also the outbox relay, which feeds the index writes: behind a backlog on the default queue its runs
+expired unrun, and after a broker outage the events waiting in the outboxes waited for the backlog."""
 
 
 def celery_config(settings: Settings) -> dict[str, Any]:
-    from services.broker import use_atomic_filesystem_transport
+    from services.broker import use_atomic_filesystem_transport, use_redis_transport
 
     use_atomic_filesystem_transport()
+    use_redis_transport()
     config: dict[str, Any] = {
         "task_default_queue": DEFAULT_QUEUE,
-        "task_routes": {name: {"queue": INDEX_QUEUE} for name in INDEX_TASKS},
+        "task_routes": {name: {"queue": INDEX_QUEUE} for name in FIRST_QUEUE_TASKS},
         "broker_url": settings.broker_url,
         "task_serializer": "json",
         "result_serializer": "json",
@@ -77,7 +81,11 @@ def celery_config(settings: Settings) -> dict[str, Any]:
             "max_retries": 0,
             # Queues are read in the order the worker lists them (the index queue first), not in turn.
             "queue_order_strategy": "priority",
-            "visibility_timeout": 3600,
+            # A task a killed worker took (late acks: never acknowledged) goes back to the queue this long
+            # after it was taken; every worker looks for such tasks every tenth of it (at most every minute).
+            "visibility_timeout": settings.celery_visibility_timeout,
+            "unacked_restore_interval": min(60, max(1, settings.celery_visibility_timeout // 10)),
+            "unacked_restore_throttle": 1,
             "socket_connect_timeout": 2,
             "socket_timeout": 5,
         }

@@ -229,6 +229,28 @@ def first_delivery(
         session.close()
 
 
+ATTEMPT_SUFFIX = "#attempt"
+"""A consumer's name with this suffix in ``processed_event`` records that an attempt of its effect began."""
+
+
+def record_attempt(database: ServiceDatabase, model: type[ProcessedEventMixin], consumer: str, event_id: str) -> bool:
+    """Commit, before an effect outside the database (an e-mail), that an attempt of it begins.
+
+    True when an earlier attempt began already: if that one never recorded its end (``first_delivery``),
+    its outcome is unknown (a worker killed mid-send) or it failed.
+    """
+    key = (event_id, f"{consumer}{ATTEMPT_SUFFIX}")
+    try:
+        with database.transaction() as session:
+            if session.get(model, key) is not None:
+                return True
+            factory: Any = model
+            session.add(factory(event_id=key[0], consumer=key[1], processed_at=utcnow()))
+    except IntegrityError:  # a concurrent attempt recorded it first
+        return True
+    return False
+
+
 def _send_emitted_after_commit(session: Session) -> None:
     emitted: list[str] | None = session.info.pop("outbox_emitted", None)
     database: ServiceDatabase | None = session.info.get("gongkai_database")

@@ -52,6 +52,10 @@ class Settings:
     log_level: str = "INFO"
     log_json: bool = True
     outbox_relay_interval: float = 1.0
+    celery_visibility_timeout: int = 3600
+    """Seconds after which the Redis broker hands a task taken by a worker that never acknowledged it (the worker
+    was killed, or lost its connection) to another worker. Longer than any task runs or waits for its countdown
+    (retries back off up to 10 minutes); shorter delays the recovery after a worker dies."""
     default_locale: str = "zh_CN"
     service_urls: Mapping[str, str] = field(default_factory=dict)
     trust_proxy: bool = False
@@ -348,6 +352,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         log_level=log_level,
         log_json=_bool(env, "LOG_JSON", True),
         outbox_relay_interval=_float(env, "OUTBOX_RELAY_INTERVAL", 1.0),
+        celery_visibility_timeout=_visibility_timeout(env),
         default_locale=env.get("DEFAULT_LOCALE", "zh_CN"),
         service_urls=service_urls,
         trust_proxy=_bool(env, "TRUST_PROXY", False),
@@ -393,6 +398,13 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         press_webhook_timeout_seconds=_float(env, "PRESS_WEBHOOK_TIMEOUT_SECONDS", 5.0),
         press_search_window_hours=_int(env, "PRESS_SEARCH_WINDOW_HOURS", 24, minimum=1),
     )
+
+
+def _visibility_timeout(env: Mapping[str, str]) -> int:
+    seconds = _int(env, "CELERY_VISIBILITY_TIMEOUT", Settings.celery_visibility_timeout, minimum=1)
+    if seconds > 86400:
+        raise ConfigError("CELERY_VISIBILITY_TIMEOUT", f"must be at most 86400 seconds (a day), got {seconds}")
+    return seconds
 
 
 def _terms(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:

@@ -15,8 +15,7 @@ from sqlalchemy.orm import Session
 from services.audit import AuditRecord, append_entry, audit_key, prune_before
 from services.db import get_database
 from services.identity.models import Department, ProcessedEvent, RoleAssignment, User
-from services.mail import MailUnavailable, send_mail
-from services.outbox import first_delivery
+from services.mail import MailUnavailable, mail_delivery
 from services.permissions import Role
 from services.settings import Settings
 
@@ -117,18 +116,19 @@ def coverage_reminder_mail(settings: Settings, payload: dict[str, Any]) -> tuple
 def deliver_coverage_reminder(event: dict[str, Any]) -> str:
     """E-mail interpret's weekly ``interpret.coverage.reminder`` to the department's editors and reviewers.
 
-    One message to all of them, sent inside the event's ``first_delivery`` so a redelivered event
-    sends nothing more (a crash between sending and the commit can still send it twice). The SMTP
-    server being unreachable rolls back and retries with backoff; with ``SMTP_HOST`` unset the event
-    is recorded as processed, skipped with one warning.
+    One message to all of them, sent through ``mail_delivery`` so a redelivered event sends nothing
+    more (a crash between the server's acceptance and the commit sends it again, with the same
+    Message-ID). The SMTP server being unreachable rolls back and retries with backoff; with
+    ``SMTP_HOST`` unset the event is recorded as processed, skipped with one warning.
     """
     payload = event["payload"]
     department = str(payload["department"])
     settings: Settings = current_app.extensions["gongkai.settings"]
     consumer = "identity.deliver_coverage_reminder"
-    with first_delivery(get_database("identity"), ProcessedEvent, consumer, event["id"]) as session:
-        if session is None:
+    with mail_delivery(settings, get_database("identity"), ProcessedEvent, consumer, event["id"]) as delivery:
+        if delivery is None:
             return "duplicate"
+        session = delivery.session
         if not settings.smtp_host:
             log.warning("coverage reminder for %s (%s) not e-mailed: SMTP_HOST is not set", department,
                         payload.get("week"))
@@ -139,7 +139,7 @@ def deliver_coverage_reminder(event: dict[str, Any]) -> str:
                      department, payload.get("week"))
             return "skipped: no recipients"
         subject, body = coverage_reminder_mail(settings, payload)
-        send_mail(settings, recipients, subject, body)
+        delivery.send(recipients, subject, body)
         return f"sent to {len(recipients)}"
 
 
@@ -174,10 +174,11 @@ def deliver_consult_alert(event: dict[str, Any]) -> str:
     kind = str(payload["kind"])
     consultation = payload["consultation"]
     settings: Settings = current_app.extensions["gongkai.settings"]
-    with first_delivery(get_database("identity"), ProcessedEvent, "identity.deliver_consult_alert",
-                        event["id"]) as session:
-        if session is None:
+    with mail_delivery(settings, get_database("identity"), ProcessedEvent, "identity.deliver_consult_alert",
+                       event["id"]) as delivery:
+        if delivery is None:
             return "duplicate"
+        session = delivery.session
         if not settings.smtp_host:
             log.warning("consult %s for %s not e-mailed: SMTP_HOST is not set", kind, consultation["tracking_number"])
             return "skipped: e-mail disabled"
@@ -190,5 +191,5 @@ def deliver_consult_alert(event: dict[str, Any]) -> str:
         body = (f"{consultation['title']}\n受理编号：{consultation['tracking_number']}\n"
                 f"部门：{payload['department']}\n期限：{payload.get('due') or '—'}\n\n"
                 f"办理页面：{base}/consult/staff/{consultation['id']}\n\n此邮件由政务公开系统自动发送，请勿直接回复。\n")
-        send_mail(settings, recipients, subject, body)
+        delivery.send(recipients, subject, body)
         return f"sent to {len(recipients)}"

@@ -12,8 +12,8 @@ from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
 from services.db import get_database, utcnow
-from services.mail import MailUnavailable, send_mail
-from services.outbox import first_delivery
+from services.mail import MailUnavailable, delivery_message_id, send_mail
+from services.outbox import first_delivery, record_attempt
 from services.press import alerts, engine, ingest
 from services.press.models import Alert, AlertRule, ProcessedEvent, Topic
 from services.settings import Settings
@@ -112,15 +112,27 @@ def recompute() -> str:
     return f"recompute run {run_id} finished"
 
 
+def _email_due(database: Any, alert_id: int) -> bool:
+    with database.transaction() as session:
+        alert = session.get(Alert, alert_id)
+        rule = session.get(AlertRule, alert.rule_id) if alert is not None else None
+        return alert is not None and rule is not None and alert.emailed_at is None and bool(rule.email_to)
+
+
 @shared_task(name="press.deliver_alert", acks_late=True, autoretry_for=(MailUnavailable, WebhookUnavailable),
              retry_backoff=2, retry_backoff_max=300, max_retries=None)
 def deliver_alert(event: dict[str, Any]) -> str:
-    """E-mail the rule's addresses and POST the webhook, each at most once (``emailed_at`` and
-    ``webhook_sent_at`` are committed right after each send, under a row lock)."""
+    """E-mail the rule's addresses and POST the webhook, each once (``emailed_at`` and ``webhook_sent_at``
+    are committed right after each send, under a row lock). A worker killed between the SMTP server's
+    acceptance and that commit sends the e-mail again on redelivery, with the same Message-ID (the
+    attempt is recorded before the send, see ``services.mail``)."""
     settings = _settings()
     alert_id = int(event["payload"]["alert_id"])
     database = get_database("press")
     done = []
+    mail_key = f"press.deliver_alert:alert-{alert_id}"
+    earlier_attempt = settings.smtp_host is not None and _email_due(database, alert_id) and record_attempt(
+        database, ProcessedEvent, "press.deliver_alert", f"alert-{alert_id}")
     with database.transaction() as session:
         alert = session.scalar(select(Alert).where(Alert.id == alert_id).with_for_update())
         if alert is None:
@@ -131,7 +143,11 @@ def deliver_alert(event: dict[str, Any]) -> str:
         if alert.emailed_at is None and rule.email_to:
             if settings.smtp_host:
                 subject, body = alerts.notice_text(payload)
-                send_mail(settings, list(rule.email_to), subject, body)
+                if earlier_attempt:
+                    log.warning("press: alert %s: an earlier e-mail attempt ended without recording a send; "
+                                "sending with the same Message-ID", alert_id)
+                send_mail(settings, list(rule.email_to), subject, body,
+                          message_id=delivery_message_id(settings, mail_key))
                 alert.emailed_at = utcnow()
                 done.append("e-mailed")
             else:

@@ -128,11 +128,16 @@ def test_outbox_survives_a_broker_outage(outage_setup, tmp_path: Path) -> None: 
         document = engine.get_document(settings.search_alias, "policy-1")
         assert document is not None and document["_version"] == 1
 
-        # The audit entries travelled the same way: all there, once, and the chain verifies.
+        # The audit entries travelled the same way (behind the index writes, which have a queue of their
+        # own): all there, once, and the chain verifies.
         from services.audit import audit_key, verify_chain
 
-        with get_database("identity", app).transaction() as session:
-            chain = verify_chain(session, audit_key(settings.secret_key))
+        def audit_chain():  # type: ignore[no-untyped-def]
+            with get_database("identity", app).transaction() as session:
+                return verify_chain(session, audit_key(settings.secret_key))
+
+        wait_for(lambda: audit_chain().checked >= EVENTS * 4, 60, "every audit entry to be appended")
+        chain = audit_chain()
         assert chain.ok, chain.reason
         assert chain.checked == EVENTS * 4
 

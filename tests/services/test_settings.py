@@ -35,6 +35,8 @@ def test_postgres_urls_are_normalised_to_psycopg(tmp_path: Path) -> None:
         ("SECRET_KEY", "short", "SECRET_KEY: must be at least 32 characters"),
         ("LOG_LEVEL", "LOUD", "LOG_LEVEL: expected DEBUG"),
         ("OUTBOX_RELAY_INTERVAL", "-1", "OUTBOX_RELAY_INTERVAL: must be positive"),
+        ("CELERY_VISIBILITY_TIMEOUT", "0", "CELERY_VISIBILITY_TIMEOUT: must be at least 1"),
+        ("CELERY_VISIBILITY_TIMEOUT", "172800", "CELERY_VISIBILITY_TIMEOUT: must be at most 86400"),
     ],
 )
 def test_bad_values_name_the_setting(tmp_path: Path, name: str, value: str, fragment: str) -> None:

@@ -27,8 +27,9 @@ class SmtpSink:
 
 
 @contextmanager
-def running_smtp_sink() -> Iterator[SmtpSink]:
-    sink = SmtpSink()
+def running_smtp_sink(sink: SmtpSink | None = None) -> Iterator[SmtpSink]:
+    """A sink (or a subclass of it a test passes in) served on a spare loopback port."""
+    sink = sink or SmtpSink()
     sink.port = free_port()
     controller = Controller(sink, hostname="127.0.0.1", port=sink.port)
     controller.start()
