@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench bench-wrk install install-dev lint translations clean
+.PHONY: run test test-faults bench bench-wrk install install-dev lint translations clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ run: install
 
 test: install-dev
 	$(BIN)/python -m pytest
+
+# The fault tests alone (they are also part of `make test`), with their [fault] count lines.
+test-faults: install-dev
+	$(BIN)/python -m pytest tests/faults -s
 
 # Every scenario writes bench/results/<name>.json; bench.report prints one table of all of them (and writes
 # summary.json / summary.png). Each runs at its default scale; a scenario that fails does not stop the others
