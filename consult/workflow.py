@@ -677,9 +677,11 @@ def save_draft(session: Session, actor: StaffIdentity, consultation: Consultatio
     if consultation.state == S.ASSIGNED:
         _transition(session, actor, consultation, "draft", public=False)
     else:
+        # A later save of the draft: no new step in the case's history, but audited like every staff action.
         CONSULTATION_WORKFLOW.target(ConsultationState(consultation.state), "draft")
         require(actor.grants, Permission.DRAFT, consultation.department)
         consultation.version += 1
+        _changed(session, actor, consultation, "draft")
     consultation.reply_draft = text
     consultation.drafter_id = actor.user_id
     return consultation

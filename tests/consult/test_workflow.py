@@ -702,11 +702,13 @@ def test_every_change_writes_an_event_and_an_audit_entry_and_none_carries_the_su
     workflow.provide_info(db, c, f"电子信息行业。联系人{ASKER_NAME}，电话{ASKER_PHONE}")
     outbox.expect(c, "provide_info")
     workflow.save_draft(db, editor, c, f"您好！材料清单已发送至 {ASKER_EMAIL}，请查收。")
+    outbox.expect(c, "draft")  # a later save: audited too, without a new step
     workflow.submit_for_review(db, editor, c)
     outbox.expect(c, "submit_review")
     workflow.return_for_changes(db, reviewer, c, "请引用政策依据")
     outbox.expect(c, "return")
     workflow.save_draft(db, editor, c, f"您好！依据认定办法第十一条，材料清单已发送至 {ASKER_EMAIL}，请查收。")
+    outbox.expect(c, "draft")  # a later save: audited too, without a new step
     workflow.submit_for_review(db, editor, c)
     outbox.expect(c, "submit_review")
     workflow.approve(db, reviewer, c)
