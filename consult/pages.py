@@ -39,6 +39,7 @@ from consult.workflow import BEIJING, RATINGS, STATE_LABELS, AutomatedSubmission
 from services.auth import public
 from services.db import get_session, utcnow
 from services.public_read import CHINA, filtered_documents, page_number, parse_month, public_document
+from services.security import markup_in_sniffing_window, suspicious_filename
 from services.settings import Settings
 from services.web import beijing_date, cacheable, shared_page
 from services.workflow import ContentProblem, TransitionNotAllowed
@@ -138,6 +139,9 @@ def read_attachments(files: list[FileStorage], max_bytes: int) -> tuple[list[Upl
     uploads = []
     for item in chosen:
         filename = _safe_filename(item.filename)
+        if suspicious_filename(item.filename):
+            errors.append(_("附件“%(name)s”的文件名含有控制字符或路径，请改名后重新上传", name=filename))
+            continue
         content = item.stream.read(max_bytes + 1)
         if not content:
             errors.append(_("附件“%(name)s”是空文件", name=filename))
@@ -148,6 +152,9 @@ def read_attachments(files: list[FileStorage], max_bytes: int) -> tuple[list[Upl
         kind = next((content_type for magic, content_type in FILE_SIGNATURES if content.startswith(magic)), None)
         if kind is None:
             errors.append(_("附件“%(name)s”不是 PDF、JPEG 或 PNG 文件", name=filename))
+            continue
+        if markup_in_sniffing_window(content):
+            errors.append(_("附件“%(name)s”含有网页代码，不是真正的 PDF、JPEG 或 PNG 文件", name=filename))
             continue
         uploads.append(Upload(filename, kind, content))
     return (uploads if not errors else []), errors

@@ -4,7 +4,10 @@ Only PDF, Word (.doc, .docx) and PNG/JPEG/GIF images are accepted, and the type 
 the bytes (magic numbers), never from the name or the declared content type: the extension
 must agree with what the bytes are. A .docx is a zip holding ``word/document.xml``; its
 declared uncompressed sizes are checked so that a zip bomb is refused without unpacking it.
-SVG (it can carry script), HTML, executables and everything else are refused.
+SVG (it can carry script), HTML, executables and everything else are refused, and so is a polyglot:
+a file whose first bytes are an accepted header but which holds HTML where a browser's content sniffer
+looks (``services.security.markup_in_sniffing_window``). A name with a control character or a ``..``
+step is refused rather than cleaned: no browser sends one.
 
 Files are stored content-addressed as ``$GONGKAI_DATA_DIR/attachments/<sha256>``: no part of
 a path ever comes from the uploader. The blob is written before the row is committed (a row
@@ -41,6 +44,7 @@ from services.audit import AuditRecord, AuditResult, record_via_outbox
 from services.auth import StaffIdentity, public
 from services.db import get_session
 from services.permissions import Permission, require
+from services.security import markup_in_sniffing_window, suspicious_filename
 from services.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -162,6 +166,8 @@ def check_upload(filename: str, data: bytes, max_bytes: int) -> tuple[str, FileK
         raise AttachmentRejected(f"文件超过大小上限（{size_label(max_bytes)}）")
     if not data:
         raise AttachmentRejected("文件是空的")
+    if suspicious_filename(filename):
+        raise AttachmentRejected("文件名含有控制字符或路径（如 ../），请改名后重新上传")
     name = safe_filename(filename)
     extension = Path(name).suffix.lower()
     if extension not in ALLOWED_EXTENSIONS:
@@ -173,6 +179,8 @@ def check_upload(filename: str, data: bytes, max_bytes: int) -> tuple[str, FileK
         )
     if extension not in kind.extensions:
         raise AttachmentRejected(f"文件内容是 {kind.label}，与扩展名 {extension} 不符")
+    if markup_in_sniffing_window(data):
+        raise AttachmentRejected(f"文件开头是 {kind.label}，但含有网页代码（可能是伪装的网页），已拒绝")
     return name, kind
 
 

@@ -53,8 +53,18 @@ def _page(code: int, title: str, message: str) -> tuple[str, int]:
     return render_template("error.html", code=code, title=title, message=message), code
 
 
+def _too_many_requests() -> Any:
+    """A rate limit was hit (sign-in, the public forms, tracking, search): said in Chinese, in both shapes."""
+    message = _("请求过于频繁，请稍后再试。")
+    if wants_json():
+        return error_response(429, f"{message} / too many requests, please try again later")
+    return _page(429, _("请求过于频繁"), message)
+
+
 def _handle_http_exception(error: HTTPException) -> Any:
     code = error.code or 500
+    if code == 429:
+        return _too_many_requests()
     if wants_json():
         data = getattr(error, "data", None) or {}
         messages = (data.get("messages") or data.get("errors")) if isinstance(data, dict) else None
