@@ -137,6 +137,7 @@ def read_attachments(files: list[FileStorage], max_bytes: int) -> tuple[list[Upl
     if len(chosen) > MAX_ATTACHMENTS:
         return [], [_("最多上传 %(n)s 个附件", n=MAX_ATTACHMENTS)]
     uploads = []
+    size_mb = f"{max_bytes / 1048576:g}"
     for item in chosen:
         filename = _safe_filename(item.filename)
         if suspicious_filename(item.filename):
@@ -147,7 +148,7 @@ def read_attachments(files: list[FileStorage], max_bytes: int) -> tuple[list[Upl
             errors.append(_("附件“%(name)s”是空文件", name=filename))
             continue
         if len(content) > max_bytes:
-            errors.append(_("附件“%(name)s”超过 %(size)s MB", name=filename, size=f"{max_bytes / 1048576:g}"))
+            errors.append(_("附件“%(name)s”超过 %(size)s MB", name=filename, size=size_mb))
             continue
         kind = next((content_type for magic, content_type in FILE_SIGNATURES if content.startswith(magic)), None)
         if kind is None:

@@ -21,7 +21,7 @@ from werkzeug.wrappers import Response
 from search import curation
 from search import reconcile as reconciliation
 from search.curation import BestBetInput, QueryCount
-from search.query import CHINA, TYPE_LABELS, SearchParams, run_search, today_in_china
+from search.query import CHINA, SearchParams, run_search, today_in_china
 from services.auth import requires, signed_in_staff
 from services.db import get_session
 from services.permissions import Permission
@@ -51,7 +51,7 @@ def _done(allowed: tuple[str, ...]) -> str | None:
 
 @bp.context_processor
 def _context() -> dict[str, Any]:
-    return {"local_time": local_time, "Permission": Permission, "type_labels": TYPE_LABELS}
+    return {"local_time": local_time, "Permission": Permission}
 
 
 def local_time(moment: datetime | None) -> str:

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, timezone
 from typing import Any
 
+from flask_babel import gettext as _
 from sqlalchemy import ColumnElement, Float, Integer, String, and_, case, cast, func, literal, select
 from sqlalchemy.orm import Session
 
@@ -456,12 +457,12 @@ def alert_clocks(session: Session, now: datetime | None = None, *, topic_ids: Se
 
 
 def clock_text(clock: AlertClock) -> str:
-    """``剩余 x 小时`` / ``已超时 x 小时`` / ``已回应``."""
+    """``剩余 x 小时`` / ``已超时 x 小时`` / ``已回应``, in the visitor's language (the console's badges)."""
     if not clock.open:
-        return "已回应"
+        return str(_("已回应"))
     hours = abs(clock.remaining_hours)
     shown = f"{hours:.1f}" if hours < 10 else str(math.floor(hours))
-    return f"已超时 {shown} 小时" if clock.overdue else f"剩余 {shown} 小时"
+    return str(_("已超时 %(hours)s 小时", hours=shown) if clock.overdue else _("剩余 %(hours)s 小时", hours=shown))
 
 
 # -- one topic ---------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ from services.press.models import Response, Topic
 from services.press.workflow import ACTION_LABELS, ACTION_PERMISSION, ACTIONS, KIND_LABELS, STATE_LABELS
 from services.public_read import filtered_documents, page_number, public_document
 from services.searchengine.port import SearchQuery
+from services.text.pii import redact
 from services.text.richtext import sanitise_html
 from services.web import beijing_date, cacheable, content_alias
 from services.workflow import ContentProblem, TransitionNotAllowed
@@ -61,6 +62,26 @@ def _safe_external_url(value: Any) -> str | None:
 china_day = beijing_date
 
 
+def kind_names() -> dict[str, str]:
+    """``KIND_LABELS`` in the visitor's language (same keys; a key without a translation keeps its label)."""
+    names = {"response": _("回应关切"), "media_focus": _("媒体聚焦")}
+    return {key: names.get(key, label) for key, label in KIND_LABELS.items()}
+
+
+def state_names() -> dict[str, str]:
+    """``STATE_LABELS`` in the visitor's language."""
+    names = {"draft": _("草稿"), "submitted": _("已提交"), "approved": _("已审核"), "published": _("已发布"),
+             "withdrawn": _("已撤回")}
+    return {key: names.get(key, label) for key, label in STATE_LABELS.items()}
+
+
+def action_names() -> dict[str, str]:
+    """``ACTION_LABELS`` in the visitor's language."""
+    names = {"submit": _("提交"), "return": _("退回"), "approve": _("审核通过"), "publish": _("发布"),
+             "withdraw": _("撤回"), "revise": _("修订")}
+    return {key: names.get(key, label) for key, label in ACTION_LABELS.items()}
+
+
 @public_bp.context_processor
 def _public_helpers() -> dict[str, Any]:
     return {"china_day": china_day, "item_href": _item_href}
@@ -85,7 +106,7 @@ def responses() -> HttpResponse:
         fields={"form": KIND_LABELS[kind]} if kind else None,
     )
     return cacheable(render_template(
-        "press/responses/list.html", listing=listing, kind=kind, kinds=KIND_LABELS,
+        "press/responses/list.html", listing=listing, kind=kind, kinds=kind_names(),
         query={"kind": kind} if kind else {},
     ))
 
@@ -118,9 +139,10 @@ def _never_cached(response: HttpResponse) -> HttpResponse:
 
 @staff_bp.context_processor
 def _helpers() -> dict[str, Any]:
-    return {"state_label": lambda state: STATE_LABELS.get(state, state),
-            "action_label": lambda action: ACTION_LABELS.get(action, action),
-            "kind_label": lambda kind: KIND_LABELS.get(kind, kind), "local_time": _local_time,
+    states, actions, kinds = state_names(), action_names(), kind_names()
+    return {"state_label": lambda state: states.get(state, state),
+            "action_label": lambda action: actions.get(action, action),
+            "kind_label": lambda kind: kinds.get(kind, kind), "local_time": _local_time,
             "Permission": Permission}
 
 
@@ -185,14 +207,16 @@ def _fields_from(form: Mapping[str, Any]) -> workflow.ResponseFields:
     )
 
 
-def _topic_choices(db: Session, linked: list[int]) -> list[Topic]:
+def _topic_choices(db: Session, linked: list[int]) -> list[dict[str, Any]]:
+    """The picker's topics, labels redacted like everywhere else in the console (a label is built from
+    messages' words and may hold a phone or ID number)."""
     recent = list(db.scalars(select(Topic).order_by(Topic.last_at.desc().nulls_last(), Topic.id.desc())
                              .limit(TOPIC_CHOICES)))
     have = {topic.id for topic in recent}
     missing = [topic_id for topic_id in linked if topic_id not in have]
     if missing:
         recent = list(db.scalars(select(Topic).where(Topic.id.in_(missing)))) + recent
-    return recent
+    return [{"id": topic.id, "label": redact(topic.label or "").text, "size": topic.size} for topic in recent]
 
 
 def _policy_results(query: str) -> list[dict[str, Any]]:
@@ -230,7 +254,7 @@ def _render_form(response: Response | None, *, status: int = 200, errors: dict[s
         staff.can(Permission.PRESS, response.department) and response.state in ("draft", "published", "withdrawn"))
     return render_template(
         "press/responses/form.html", staff=staff, response=response, form=form, errors=errors or {},
-        kinds=KIND_LABELS, topics=_topic_choices(db, linked_topics), linked_topics=set(linked_topics),
+        kinds=kind_names(), topics=_topic_choices(db, linked_topics), linked_topics=set(linked_topics),
         linked_policies=linked_policies, policy_results=results, policy_query=policy_query, editable=editable,
         actions=workflow.allowed_actions(staff, response) if response is not None else [],
         history=workflow.history(db, response) if response is not None else [], conflict=conflict,
@@ -240,13 +264,13 @@ def _render_form(response: Response | None, *, status: int = 200, errors: dict[s
 
 def _done_label(done: str) -> str | None:
     if done in ACTIONS:
-        return ACTION_LABELS[done]
+        return action_names()[done]
     return {"create": str(_("新建")), "update": str(_("保存"))}.get(done)
 
 
 def _conflict_message(error: TransitionNotAllowed) -> str:
-    state = STATE_LABELS.get(error.current, error.current)
-    action = ACTION_LABELS.get(error.action, error.action)
+    state = state_names().get(error.current, error.current)
+    action = action_names().get(error.action, error.action)
     return str(_("当前状态“%(state)s”不能执行“%(action)s”，请刷新后查看最新状态。", state=state, action=action))
 
 
@@ -269,7 +293,7 @@ def staff_list() -> tuple[str, int]:
                        .offset((page - 1) * STAFF_PER_PAGE).limit(STAFF_PER_PAGE)).all()
     return render_template(
         "press/responses/staff_list.html", staff=staff, items=items, total=total, page=page, state=state,
-        states=STATE_LABELS, pages=max(1, -(-total // STAFF_PER_PAGE)),
+        states=state_names(), pages=max(1, -(-total // STAFF_PER_PAGE)),
     ), 200
 
 

@@ -140,6 +140,12 @@ def test_each_run_is_shown_with_its_counts_per_type_on_the_page_and_in_the_api(
     assert "命令行 已完成 政策文件 4 3 1 0 0 1 0 政策解读 0 0 0 0 0 0 0 咨询回复 1 1 0 0 0 0 0" in rows[0], rows[0]
     assert "政策文件 3 3 0 0 0 0 0" in rows[1]
     assert 'class="drift"' in html
+    english = Browser(suite, "disclosure_office_a")
+    english.get(f"/lang/en?next={PAGE}")
+    page = english.get(PAGE)
+    assert "<h1>Index reconciliation</h1>" in page.get_data(as_text=True)
+    assert ("Command line Finished Policies 4 3 1 0 0 1 0 Interpretations 0 0 0 0 0 0 0 "
+            "Consultation replies 1 1 0 0 0 0 0") in run_rows(page)[0], run_rows(page)[0]
 
 
 def test_the_button_queues_a_run_once_and_the_task_carries_it_out_once(

@@ -158,6 +158,7 @@ def test_every_console_page_and_answer_hides_phone_and_id_numbers(officer: Offic
         "/press/", "/press/?window=24h", "/press/?window=30d", "/press/?department=KJTB",
         f"/press/topics/{seeded['parking']}", f"/press/topics/{seeded['noise']}?window=24h",
         "/press/alerts", "/press/rules", f"/press/rules/{seeded['rule']}",
+        f"/press/staff/responses/new?topic={seeded['noise']}",
     ]
     for path in paths:
         answer = officer.page(path)
@@ -175,6 +176,19 @@ def test_every_console_page_and_answer_hides_phone_and_id_numbers(officer: Offic
     for path in ("/api/press/topics?window=30d", f"/api/press/topics/{seeded['noise']}",
                  f"/api/press/topics/{seeded['noise']}/messages", "/api/press/alerts"):
         _shows_no_personal_data(officer.call("GET", path))
+
+
+def test_the_console_speaks_english_to_a_visitor_who_chose_it(officer: Officer, seeded: dict[str, int]) -> None:
+    officer.page("/lang/en?next=/press/")
+    home = officer.page("/staff/").get_data(as_text=True)
+    assert "Hot topics" in home and "Manage responses to public concerns" in home
+    dashboard = officer.page("/press/").get_data(as_text=True)
+    assert '<html lang="en">' in dashboard and "Rising topics" in dashboard
+    assert re.search(r"4[67] hours left", dashboard) and "Not responded" in dashboard
+    assert "热点话题" not in dashboard and "剩余" not in dashboard and "未回应" not in dashboard
+    assert "Topic growth" in officer.page("/press/alerts").get_data(as_text=True)
+    form = officer.page(f"/press/staff/responses/new?topic={seeded['noise']}").get_data(as_text=True)
+    assert "New response" in form and "Media focus" in form and "媒体聚焦" not in form
 
 
 def test_the_console_is_for_press_officers_only(suite: dict[str, Flask], org: dict[str, Any],

@@ -2,6 +2,7 @@
  *
  * Each element with data-chart-source names a <script type="application/json"> block holding
  * {"labels": [...], "series": [{"name", "id", "data": [...]}, ...]}; it becomes a line chart.
+ * Its data-axis-name, if any, names the y axis in the page's language.
  * No inline script: the page's CSP allows only scripts from this origin.
  */
 (function () {
@@ -36,7 +37,7 @@
       legend: { type: "scroll", top: 0 },
       grid: { left: 40, right: 20, top: 40, bottom: 30, containLabel: true },
       xAxis: { type: "category", boundaryGap: false, data: data.labels },
-      yAxis: { type: "value", minInterval: 1, name: "留言数" },
+      yAxis: { type: "value", minInterval: 1, name: element.getAttribute("data-axis-name") || "留言数" },
       series: series
     });
     element.setAttribute("data-chart-ready", series.length ? "1" : "0");
