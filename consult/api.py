@@ -69,6 +69,7 @@ from services.db import get_session, utcnow
 from services.errors import api_abort
 from services.permissions import Permission, departments_with
 from services.public_read import filtered_documents, public_document
+from services.schemas import links_from
 from services.settings import Settings
 from services.workflow import ContentProblem
 
@@ -183,6 +184,8 @@ def classify(args: dict[str, Any]) -> dict[str, Any]:
 @asker_blp.post("/consultations")
 @asker_blp.arguments(SubmissionSchema)
 @asker_blp.response(201, SubmissionResultSchema)
+@asker_blp.doc(**links_from(201, "tracking_number", "GET /api/consult/consultations/{tracking_number}",
+                            parameter="tracking_number", query={"code": "query_code"}))
 @asker_blp.alt_response(200, schema=SubmissionResultSchema,
                         description="the same question from the same contact within 24 hours: its tracking number")
 @public

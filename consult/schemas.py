@@ -2,12 +2,31 @@
 
 from __future__ import annotations
 
+import re
+
 from marshmallow import Schema, ValidationError, fields, validate
 
 from consult.workflow import MAX_EXTENSION_DAYS, NOTE_MAX, QUESTION_MAX, RATINGS, REJECTION_REASONS, REPLY_MAX
-from services.schemas import DocumentPageSchema, PageArgsSchema, PublicDocumentSchema
+from services.public_read import parse_month
+from services.schemas import (
+    DocumentPageSchema,
+    IndexPageArgsSchema,
+    PageArgsSchema,
+    PublicDocumentSchema,
+    record_id,
+)
 
 MONTH = r"^\d{4}-(0[1-9]|1[0-2])$"
+
+
+def _month_with_a_year(value: str) -> None:
+    """A ``YYYY-MM`` the calendar has (``0000-01`` matched the pattern and then failed in the lookup: a 500)."""
+    if not re.match(MONTH, value):
+        return  # the pattern's own message says it
+    try:
+        parse_month(value)
+    except ValueError:
+        raise ValidationError("月份格式为 YYYY-MM，例如 2026-10 / month must be YYYY-MM") from None
 
 
 def _not_blank(value: str) -> None:
@@ -18,10 +37,10 @@ def _not_blank(value: str) -> None:
 # -- published answers and statistics --------------------------------------------------------
 
 
-class AnswerListArgsSchema(PageArgsSchema):
+class AnswerListArgsSchema(IndexPageArgsSchema):
     department = fields.String(validate=validate.Length(max=40))
     category = fields.String(validate=validate.Length(max=100))
-    month = fields.String(validate=validate.Regexp(MONTH, error="月份格式为 YYYY-MM"))
+    month = fields.String(validate=[validate.Regexp(MONTH, error="月份格式为 YYYY-MM"), _month_with_a_year])
 
 
 class PublicAnswerSchema(PublicDocumentSchema):
@@ -266,12 +285,12 @@ class RejectSchema(Schema):
 
 
 class AssignSchema(Schema):
-    handler_id = fields.Integer(allow_none=True, metadata={"description": "omit to take the case yourself"})
+    handler_id = record_id(allow_none=True, metadata={"description": "omit to take the case yourself"})
     handler_name = fields.String(allow_none=True, validate=validate.Length(max=100))
 
 
 class BulkAssignSchema(AssignSchema):
-    consultation_ids = fields.List(fields.Integer(), required=True, validate=validate.Length(min=1, max=200))
+    consultation_ids = fields.List(record_id(), required=True, validate=validate.Length(min=1, max=200))
 
 
 class BulkAssignResultSchema(Schema):

@@ -59,6 +59,7 @@ from services.db import get_session
 from services.errors import api_abort, error_response
 from services.permissions import GRANTS, Permission, departments_with, require
 from services.public_read import latest_documents, public_document
+from services.schemas import links_from
 from services.settings import Settings
 
 blp = Blueprint(
@@ -290,6 +291,11 @@ def manage_get_policy(policy_id: int) -> dict[str, Any]:
 @blp.post("/manage/policies")
 @blp.arguments(PolicyCreateSchema)
 @blp.response(201, PolicySchema)
+@blp.doc(**links_from(201, "id", "GET /api/interpret/manage/policies/{policy_id}",
+                      "PATCH /api/interpret/manage/policies/{policy_id}",
+                      "POST /api/interpret/manage/policies/{policy_id}/submit",
+                      "GET /api/interpret/manage/policies/{policy_id}/attachments",
+                      "POST /api/interpret/manage/packages/{policy_id}/submit", parameter="policy_id"))
 @requires(Permission.DRAFT)
 def manage_create_policy(body: dict[str, Any]) -> dict[str, Any]:
     """Draft a policy; its 索引号 is generated."""
@@ -342,6 +348,12 @@ def manage_get_interpretation(interpretation_id: int) -> dict[str, Any]:
 @blp.post("/manage/interpretations")
 @blp.arguments(InterpretationCreateSchema)
 @blp.response(201, InterpretationSchema)
+@blp.doc(**links_from(201, "id", "GET /api/interpret/manage/interpretations/{interpretation_id}",
+                      "PATCH /api/interpret/manage/interpretations/{interpretation_id}",
+                      "POST /api/interpret/manage/interpretations/{interpretation_id}/submit",
+                      "POST /api/interpret/manage/interpretations/{interpretation_id}/policies",
+                      "POST /api/interpret/manage/interpretations/{interpretation_id}/related",
+                      parameter="interpretation_id"))
 @requires(Permission.DRAFT)
 def manage_create_interpretation(body: dict[str, Any]) -> dict[str, Any]:
     """Draft an interpretation (link it to its policies before it can be published)."""

@@ -12,7 +12,13 @@ from zoneinfo import ZoneInfo
 from marshmallow import Schema, fields, validate
 
 from interpret.workflow import FORMS, INTERPRETER_KINDS, LEVELS, VALIDITIES, ContentState
-from services.schemas import DocumentPageSchema, PageArgsSchema, PublicDocumentSchema
+from services.schemas import (
+    DocumentPageSchema,
+    IndexPageArgsSchema,
+    PageArgsSchema,
+    PublicDocumentSchema,
+    record_id,
+)
 
 CHINA = ZoneInfo("Asia/Shanghai")
 """A publication time given without an offset is read as Beijing time."""
@@ -28,7 +34,7 @@ def _choice(choices: tuple[str, ...], **kwargs: object) -> fields.String:
 # -- public reads -------------------------------------------------------------------------------
 
 
-class PolicyListArgsSchema(PageArgsSchema):
+class PolicyListArgsSchema(IndexPageArgsSchema):
     pass
 
 
@@ -203,7 +209,7 @@ class PolicyUpdateSchema(Schema):
     source = fields.String(allow_none=True, validate=validate.Length(max=200))
     written_on = fields.Date(allow_none=True)
     validity = _choice(VALIDITIES, validate=validate.Length(max=10))
-    replaced_by_id = fields.Integer(allow_none=True, strict=True)
+    replaced_by_id = record_id(allow_none=True, strict=True)
     original_url = fields.Url(allow_none=True, schemes={"http", "https"}, validate=validate.Length(max=500))
 
 
@@ -251,8 +257,8 @@ class PublishArgsSchema(Schema):
 
 
 class PolicyLinkArgsSchema(Schema):
-    policy_id = fields.Integer(required=True)
+    policy_id = record_id(required=True)
 
 
 class RelatedArgsSchema(Schema):
-    related_id = fields.Integer(required=True)
+    related_id = record_id(required=True)

@@ -40,6 +40,7 @@ from services.press.schemas import (
     TopicMessagePageSchema,
     TopicMessagesArgsSchema,
 )
+from services.schemas import links_from
 from services.web import content_alias
 
 blp = Blueprint("press_api", __name__, url_prefix="/api/press",
@@ -138,6 +139,8 @@ def list_rules() -> dict[str, Any]:
 @blp.post("/rules")
 @blp.arguments(AlertRuleInputSchema)
 @blp.response(201, AlertRuleSchema)
+@blp.doc(**links_from(201, "id", "GET /api/press/rules/{rule_id}", "PUT /api/press/rules/{rule_id}",
+                      "DELETE /api/press/rules/{rule_id}", parameter="rule_id"))
 @requires(Permission.PRESS)
 def create_rule(body: dict[str, Any]) -> dict[str, Any]:
     """A new alert rule (growth: X new messages within Y hours and a burst score; emergency: terms)."""

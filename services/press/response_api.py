@@ -32,6 +32,7 @@ from services.press.schemas import (
     ResponseUpdateSchema,
 )
 from services.press.workflow import ACTION_PERMISSION, ACTIONS, ResponseFields
+from services.schemas import links_from
 from services.web import content_alias
 
 blp = Blueprint("press_responses_api", __name__, url_prefix="/api/press/manage/responses",
@@ -107,6 +108,9 @@ def get_response(response_id: int) -> dict[str, Any]:
 @blp.post("")
 @blp.arguments(ResponseCreateSchema)
 @blp.response(201, ResponseSchema)
+@blp.doc(**links_from(201, "id", "GET /api/press/manage/responses/{response_id}",
+                      "PATCH /api/press/manage/responses/{response_id}",
+                      "POST /api/press/manage/responses/{response_id}/submit", parameter="response_id"))
 @requires(Permission.PRESS)
 def create_response(body: dict[str, Any]) -> dict[str, Any]:
     """Draft a response (回应关切) or a media focus item (媒体聚焦: outlet, date, address and summary

@@ -14,7 +14,7 @@ from marshmallow import Schema, ValidationError, fields, validate
 from services.press import dashboard as _dashboard
 from services.press import rules as _rules
 from services.press.workflow import ACTIONS, KIND_LABELS, MAX_LINKS, MAX_OUTLET, MAX_TITLE, MAX_URL
-from services.schemas import PageArgsSchema
+from services.schemas import PageArgsSchema, record_id
 from services.workflow import ReviewState
 
 # == responses to public concerns (回应关切) and media focus items (媒体聚焦) — helper B =============
@@ -40,7 +40,7 @@ class ResponseUpdateSchema(Schema):
     published_on = fields.Date(allow_none=True, metadata={"description": "媒体聚焦：报道日期"})
     url = fields.String(allow_none=True, validate=validate.Length(max=MAX_URL),
                         metadata={"description": "媒体聚焦：原文地址（http/https）"})
-    topic_ids = fields.List(fields.Integer(), validate=validate.Length(max=MAX_LINKS),
+    topic_ids = fields.List(record_id(), validate=validate.Length(max=MAX_LINKS),
                             metadata={"description": "关联的热点话题（替换原有关联）"})
     policy_ids = fields.List(fields.String(validate=validate.Length(max=40)), validate=validate.Length(max=MAX_LINKS),
                              metadata={"description": "关联的政策文件：搜索文档编号，如 policy-12（替换原有关联）"})
