@@ -38,7 +38,7 @@ from services.db import get_database
 from services.permissions import Permission
 from services.suite import PathDispatcher
 
-from support.org import STAFF_PASSWORD
+from support.org import STAFF_PASSWORD, add_cross_users, cross_user
 
 S = ConsultationState
 DIVISIONS = ("KJTA", "KJTB")
@@ -113,33 +113,6 @@ class Stored:
     steps: list[tuple[str, str | None, str, str]]  # action, from, to, who
     audits: Counter[tuple[str, str]]  # (action, username)
     outbox_rows: int
-
-
-def add_cross_users(suite: dict[str, Flask]) -> None:
-    """``cross_a``: editor in KJTA, dispatcher, reviewer and disclosure office in KJTB (``cross_b`` the other
-    way round). Each may read both divisions and holds every permission somewhere, so only the workflow's
-    own check of the record's department can refuse them what they hold in the other division only."""
-    from services.identity.accounts import assign_role, create_user
-    from services.identity.models import Department
-    from services.permissions import Role
-
-    identity = suite["identity"]
-    with get_database("identity", identity).transaction() as session:
-        departments = {d.code: d for d in session.scalars(select(Department))}
-        for letter, own, other in (("a", "KJTA", "KJTB"), ("b", "KJTB", "KJTA")):
-            user = create_user(session, identity.extensions["gongkai.settings"], username=f"cross_{letter}",
-                               display_name=f"cross_{letter}", password=STAFF_PASSWORD)
-            user.must_change_password = False
-            assign_role(session, user, Role.EDITOR, departments[own])
-            for role in (Role.DISPATCHER, Role.REVIEWER, Role.DISCLOSURE_OFFICE):
-                assign_role(session, user, role, departments[other])
-
-
-def cross_user(permission: Permission, department: str) -> str:
-    """The cross user who can read ``department`` but holds ``permission`` only in the other division."""
-    letter = department[-1].lower()
-    other = "b" if letter == "a" else "a"
-    return f"cross_{other}" if permission is Permission.DRAFT else f"cross_{letter}"
 
 
 @pytest.mark.timeout(900)  # passing takes about a minute; a failure's shrinking replays many API sequences
